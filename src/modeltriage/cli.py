@@ -1,0 +1,141 @@
+"""Command line: a thin layer that turns library errors into one-line messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import IndexStateError, ModelTriageError
+
+DEFAULT_INTENTS = os.environ.get("MODELTRIAGE_INTENTS", "intents")
+
+
+def _intents_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--intents",
+        type=Path,
+        default=Path(DEFAULT_INTENTS),
+        help="directory with router.yaml and the intent files (default: %(default)s, "
+        "or $MODELTRIAGE_INTENTS)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="modeltriage", description="Route each LLM request to the cheapest capable model."
+    )
+    parser.add_argument("--version", action="version", version=f"modeltriage {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("build", help="embed the exemplars and save the index")
+    _intents_arg(p)
+
+    p = sub.add_parser("check", help="validate the intent files and report the index state")
+    _intents_arg(p)
+
+    p = sub.add_parser("route", help="print the routing decision for a text as JSON")
+    p.add_argument("text", help="the request text; '-' reads it from standard input")
+    p.add_argument("--explain", action="store_true", help="include the nearest exemplars")
+    p.add_argument("--build", action="store_true", help="build the index first if needed")
+    _intents_arg(p)
+
+    p = sub.add_parser("serve", help="run the HTTP service (POST /route)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--no-build",
+        action="store_true",
+        help="fail instead of building a missing or stale index",
+    )
+    _intents_arg(p)
+    return parser
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .router import build_index
+
+    started = time.perf_counter()
+    manifest = build_index(args.intents)
+    print(
+        f"built index {manifest.version}: {manifest.exemplars} exemplars of "
+        f"{manifest.intents} intents with {manifest.encoder} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .config import load_intents
+    from .index import content_hash as hash_rows
+    from .index import exemplar_rows, read_manifest
+
+    intent_set = load_intents(args.intents)
+    rows = exemplar_rows(intent_set.intents)
+    print(f"ok: {len(intent_set.intents)} intents, {len(rows)} exemplars in {args.intents}")
+    try:
+        _, manifest = read_manifest(intent_set.index_path)
+    except IndexStateError as exc:
+        print(f"index: {exc}; run: modeltriage build --intents {args.intents}")
+        return 1
+    if manifest.content_hash != hash_rows(rows):
+        print(
+            f"index: stale (built {manifest.built_at}); run: modeltriage build --intents "
+            f"{args.intents}"
+        )
+        return 1
+    print(f"index: current, version {manifest.version}, built {manifest.built_at}")
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    from .router import Router
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    router = Router.load(args.intents, build_if_needed=args.build)
+    decision = router.route(text, explain=args.explain)
+    print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        from .errors import MissingDependencyError
+
+        raise MissingDependencyError("uvicorn", "serve") from None
+    from .router import Router
+    from .service import create_app
+
+    # Load before starting the server so a bad config is a one-line error, not a trace.
+    router = Router.load(args.intents, build_if_needed=not args.no_build)
+    print(
+        f"modeltriage: {router.manifest.intents} intents, index {router.manifest.version}; "
+        f"serving on http://{args.host}:{args.port} (docs at /docs)",
+        file=sys.stderr,
+    )
+    uvicorn.run(create_app(router=router), host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"build": _build, "check": _check, "route": _route, "serve": _serve}
+    try:
+        return handlers[args.command](args)
+    except ModelTriageError as exc:
+        print(f"modeltriage: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Schemas for intent files and the router config, and loading them with file:line errors.
+
+An intents directory holds one intent per ``*.yaml`` file plus ``router.yaml``: the
+models with their prices, the tier order, and every threshold the policy uses. The
+thresholds live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .yamlsource import YamlDocument
+
+Difficulty = Literal["easy", "moderate", "hard"]
+DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "moderate", "hard")
+Aggregation = Literal["max", "mean_top2", "vote"]
+
+ROUTER_CONFIG_FILE = "router.yaml"
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exemplar(_Strict):
+    """One example request. ``difficulty`` overrides the intent's for this exemplar."""
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    difficulty: Difficulty | None = None
+
+
+class Intent(_Strict):
+    name: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    ]
+    description: str = ""
+    difficulty: Difficulty
+    model: Name | None = Field(default=None, description="specialised model; overrides the tier")
+    exemplars: list[Exemplar] = Field(min_length=1)
+
+    @field_validator("exemplars", mode="before")
+    @classmethod
+    def _plain_strings_are_exemplars(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"text": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    def exemplar_difficulty(self, exemplar: Exemplar) -> Difficulty:
+        return self.difficulty if exemplar.difficulty is None else exemplar.difficulty
+
+
+class ModelSpec(_Strict):
+    name: Name
+    tier: Name
+    provider: str | None = None
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+    typical_latency_ms: float | None = Field(default=None, gt=0)
+    specialised: bool = Field(
+        default=False,
+        description="only used by intents that name it, never as a tier's default model",
+    )
+
+
+class Thresholds(_Strict):
+    """Cascade thresholds. ``None`` disables a check; it is never read by truthiness."""
+
+    margin: float | None = Field(
+        default=0.05, ge=0, description="cascade to the flagship when best - runner-up < margin"
+    )
+    min_similarity: float | None = Field(
+        default=0.40, ge=-1, le=1, description="below this top similarity nothing matches"
+    )
+
+
+class Scoring(_Strict):
+    top_k: int = Field(default=10, ge=1, le=1000, description="nearest exemplars looked up")
+    aggregation: Aggregation = "max"
+
+
+class NoMatch(_Strict):
+    """Where a request that matches no intent goes: a tier's cheapest model, or a model."""
+
+    tier: Name | None = None
+    model: Name | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> NoMatch:
+        if self.tier is not None and self.model is not None:
+            raise ValueError("set either tier or model, not both")
+        return self
+
+
+class CostEstimate(_Strict):
+    chars_per_token: float = Field(default=4.0, gt=0)
+    expected_output_tokens: int = Field(default=300, ge=0)
+
+
+class Limits(_Strict):
+    max_text_bytes: int = Field(default=32_768, ge=1)
+    max_batch: int = Field(default=256, ge=1)
+
+
+class RouterConfig(_Strict):
+    tiers: list[Name] = Field(min_length=1, description="cheapest first, flagship last")
+    difficulty_tiers: dict[Difficulty, Name] | None = None
+    models: list[ModelSpec] = Field(min_length=1)
+    thresholds: Thresholds = Thresholds()
+    scoring: Scoring = Scoring()
+    no_match: NoMatch = NoMatch()
+    fallbacks: dict[Name, list[Name]] = Field(
+        default_factory=dict, description="explicit fallback chain per model"
+    )
+    cost: CostEstimate = CostEstimate()
+    limits: Limits = Limits()
+    index_dir: str = ".index"
+
+    @property
+    def flagship_tier(self) -> str:
+        return self.tiers[-1]
+
+    def tier_for(self, difficulty: Difficulty) -> str:
+        if self.difficulty_tiers is not None and difficulty in self.difficulty_tiers:
+            return self.difficulty_tiers[difficulty]
+        # Spread the three difficulties over however many tiers there are; a difficulty
+        # halfway between two tiers takes the stronger one.
+        steps = (len(self.tiers) - 1) / (len(DIFFICULTIES) - 1)
+        return self.tiers[math.floor(DIFFICULTIES.index(difficulty) * steps + 0.5)]
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-reference errors, each with the config location it concerns."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        tiers = set(self.tiers)
+        if len(tiers) != len(self.tiers):
+            found.append((("tiers",), "tier names must be unique"))
+        names = [m.name for m in self.models]
+        seen: set[str] = set()
+        for i, spec in enumerate(self.models):
+            if spec.name in seen:
+                found.append((("models", i, "name"), f"duplicate model name {spec.name!r}"))
+            seen.add(spec.name)
+            if spec.tier not in tiers:
+                found.append(
+                    (("models", i, "tier"), f"unknown tier {spec.tier!r}; tiers are {self.tiers}")
+                )
+        for tier in self.tiers:
+            if not any(m.tier == tier and not m.specialised for m in self.models):
+                found.append((("tiers",), f"tier {tier!r} has no general (non-specialised) model"))
+        for difficulty, tier in (self.difficulty_tiers or {}).items():
+            if tier not in tiers:
+                found.append(
+                    (("difficulty_tiers", difficulty), f"unknown tier {tier!r} for {difficulty}")
+                )
+        if self.no_match.tier is not None and self.no_match.tier not in tiers:
+            found.append((("no_match", "tier"), f"unknown tier {self.no_match.tier!r}"))
+        if self.no_match.model is not None and self.no_match.model not in names:
+            found.append((("no_match", "model"), f"unknown model {self.no_match.model!r}"))
+        for model, chain in self.fallbacks.items():
+            if model not in names:
+                found.append((("fallbacks", model), f"unknown model {model!r}"))
+            for j, fallback in enumerate(chain):
+                if fallback not in names:
+                    found.append((("fallbacks", model, j), f"unknown model {fallback!r}"))
+                elif fallback == model:
+                    found.append((("fallbacks", model, j), "a model cannot fall back to itself"))
+        return found
+
+
+def _format_validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
+    # A misspelt key also makes the real key "missing": report the typo first.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "file"
+    message = f"{where}: {first['msg']}"
+    if first["type"] == "extra_forbidden":
+        message = f"{where}: unknown key"
+    elif first["type"] == "literal_error" and loc and loc[-1] == "difficulty":
+        message = f"{where} must be one of {', '.join(DIFFICULTIES)}, got {first['input']!r}"
+    more = len(errors) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return doc.error(f"{message}{suffix}", loc)
+
+
+def load_router_config(path: Path) -> RouterConfig:
+    doc = YamlDocument.read(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("expected a mapping of router settings")
+    try:
+        config = RouterConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise _format_validation_error(doc, exc) from None
+    problems = config.problems()
+    if problems:
+        loc, message = problems[0]
+        raise doc.error(message, loc)
+    return config
+
+
+def load_intent_file(path: Path) -> tuple[Intent, YamlDocument]:
+    doc = YamlDocument.read(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("expected a mapping with name, difficulty and exemplars")
+    try:
+        intent = Intent.model_validate(doc.data)
+    except ValidationError as exc:
+        raise _format_validation_error(doc, exc) from None
+    return intent, doc
+
+
+class IntentSet(BaseModel):
+    """A validated router config with its intents, as loaded from an intents directory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: RouterConfig
+    intents: tuple[Intent, ...]
+    source: Path | None = None
+
+    @property
+    def index_path(self) -> Path:
+        base = Path(".") if self.source is None else self.source
+        return base / self.config.index_dir
+
+
+def _intent_error(
+    intent: Intent, doc: YamlDocument | None, message: str, loc: tuple[str | int, ...]
+) -> ConfigError:
+    if doc is None:
+        return ConfigError(f"intent {intent.name!r}: {message}")
+    return doc.error(message, loc)
+
+
+def validate_intents(
+    config: RouterConfig, intents: Iterable[tuple[Intent, YamlDocument | None]]
+) -> tuple[Intent, ...]:
+    """Check intents against each other and the config; raise on the first problem."""
+    model_names = {m.name for m in config.models}
+    first_seen: dict[str, YamlDocument | None] = {}
+    result: list[Intent] = []
+    for intent, doc in intents:
+        if intent.name in first_seen:
+            other = first_seen[intent.name]
+            elsewhere = "" if other is None else f" (also in {other.path})"
+            message = f"duplicate intent name {intent.name!r}{elsewhere}"
+            raise _intent_error(intent, doc, message, ("name",))
+        first_seen[intent.name] = doc
+        if intent.model is not None and intent.model not in model_names:
+            message = f"unknown model {intent.model!r}; router.yaml defines {sorted(model_names)}"
+            raise _intent_error(intent, doc, message, ("model",))
+        texts: dict[str, int] = {}
+        for i, exemplar in enumerate(intent.exemplars):
+            key = exemplar.text.casefold()
+            if key in texts:
+                message = f"exemplar {i} repeats exemplar {texts[key]}: {exemplar.text!r}"
+                raise _intent_error(intent, doc, message, ("exemplars", i))
+            texts[key] = i
+        result.append(intent)
+    if not result:
+        raise ConfigError("no intents defined")
+    return tuple(sorted(result, key=lambda it: it.name))
+
+
+def load_intents(directory: Path | str) -> IntentSet:
+    """Load ``router.yaml`` and every other ``*.yaml``/``*.yml`` file in ``directory``."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ConfigError("intents directory not found", root)
+    config_path = root / ROUTER_CONFIG_FILE
+    if not config_path.is_file():
+        raise ConfigError(
+            f"no {ROUTER_CONFIG_FILE}: the router config (models, tiers, thresholds) is missing",
+            root,
+        )
+    config = load_router_config(config_path)
+    files = sorted(
+        p
+        for p in root.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.name != ROUTER_CONFIG_FILE and p.is_file()
+    )
+    if not files:
+        raise ConfigError("no intent files (*.yaml) found", root)
+    intents = validate_intents(config, (load_intent_file(p) for p in files))
+    return IntentSet(config=config, intents=intents, source=root)

@@ -1,0 +1,52 @@
+"""The one shape of a routing decision."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import Difficulty
+
+Reason = Literal["confident", "specialised_model", "low_margin", "no_match"]
+
+
+class Neighbour(BaseModel):
+    """An exemplar near the request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    intent: str
+    text: str
+    difficulty: Difficulty
+    similarity: float
+
+
+class Verdict(BaseModel):
+    """What the policy decided, from the neighbours alone (no I/O, no ids, no clocks)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    intent: str | None = Field(description="best intent; null when nothing matches")
+    runner_up: str | None = Field(description="second-best intent among the neighbours")
+    difficulty: Difficulty | None = Field(description="voted difficulty; null when no match")
+    tier: str
+    model: str
+    fallbacks: list[str] = Field(description="models to try, in order, if `model` fails")
+    confidence: float = Field(description="similarity of the nearest exemplar (cosine)")
+    margin: float | None = Field(
+        description="best intent score minus runner-up; null when nothing matches"
+    )
+    cascaded: bool = Field(description="true when uncertainty sent the request up a tier")
+    reason: Reason
+    explanation: str
+    estimated_cost_usd: float = Field(description="from the model's prices and a token estimate")
+
+
+class Decision(Verdict):
+    id: str
+    index_version: str = Field(description="short hash of the indexed exemplars")
+    latency_ms: float
+    neighbours: list[Neighbour] = Field(
+        default_factory=list, description="nearest exemplars; filled when explain=true"
+    )

@@ -1,0 +1,252 @@
+"""Table tests of the pure policy: neighbours + config -> verdict, no encoder, no index."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from modeltriage.config import Intent, RouterConfig
+from modeltriage.decision import Neighbour
+from modeltriage.policy import (
+    cheapest_in_tier,
+    decide,
+    estimate_tokens,
+    fallback_chain,
+    score_intents,
+    vote_difficulty,
+)
+
+from .conftest import ROUTER_YAML
+
+CONFIG = RouterConfig.model_validate(yaml.safe_load(ROUTER_YAML))
+INTENTS = {
+    "hours": Intent(name="hours", difficulty="easy", exemplars=[{"text": "x"}]),
+    "refund": Intent(name="refund", difficulty="moderate", exemplars=[{"text": "x"}]),
+    "code": Intent(name="code", difficulty="hard", model="coder", exemplars=[{"text": "x"}]),
+    "legal": Intent(name="legal", difficulty="hard", exemplars=[{"text": "x"}]),
+}
+
+
+def n(intent: str, similarity: float, difficulty: str | None = None) -> Neighbour:
+    default = INTENTS[intent].difficulty if intent in INTENTS else "easy"
+    return Neighbour(
+        intent=intent,
+        text=f"{intent}-{similarity}",
+        difficulty=difficulty or default,
+        similarity=similarity,
+    )
+
+
+def with_thresholds(**thresholds: float | None) -> RouterConfig:
+    return CONFIG.model_copy(update={"thresholds": CONFIG.thresholds.model_copy(update=thresholds)})
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "neighbours", "expected"),
+    [
+        (
+            "max",
+            [n("hours", 0.9), n("refund", 0.8), n("refund", 0.79)],
+            [("hours", 0.9), ("refund", 0.8)],
+        ),
+        # mean of the top two; a lone neighbour is paired with the k-th similarity.
+        (
+            "mean_top2",
+            [n("hours", 0.9), n("refund", 0.8), n("refund", 0.79)],
+            [("hours", 0.845), ("refund", 0.795)],
+        ),
+        (
+            "mean_top2",
+            [n("hours", 0.9), n("refund", 0.88), n("refund", 0.87)],
+            [("refund", 0.875), ("hours", 0.885)][::-1],
+        ),
+        # ties in score are broken by name, so the order is deterministic
+        ("max", [n("refund", 0.5), n("hours", 0.5)], [("hours", 0.5), ("refund", 0.5)]),
+    ],
+)
+def test_score_intents(
+    aggregation: str, neighbours: list[Neighbour], expected: list[tuple[str, float]]
+) -> None:
+    got = [(s.intent, round(s.score, 6)) for s in score_intents(neighbours, aggregation)]  # type: ignore[arg-type]
+    assert got == [(i, round(s, 6)) for i, s in expected]
+
+
+def test_vote_scores_sum_to_one_and_favour_the_nearest() -> None:
+    scores = score_intents([n("hours", 0.9), n("refund", 0.85), n("refund", 0.84)], "vote")
+    assert sum(s.score for s in scores) == pytest.approx(1.0)
+    assert scores[0].intent == "hours"
+
+
+def test_score_intents_of_nothing_is_empty() -> None:
+    assert score_intents([], "max") == []
+
+
+@pytest.mark.parametrize(
+    ("neighbours", "expected"),
+    [
+        ([n("code", 0.9, "hard"), n("code", 0.8, "hard")], "hard"),
+        ([n("code", 0.9, "easy"), n("code", 0.5, "hard")], "easy"),
+        # many distant votes do not outweigh one close exemplar...
+        ([n("code", 0.9, "easy"), n("code", 0.6, "hard"), n("code", 0.6, "hard")], "easy"),
+        # ...but several nearly as close ones do
+        ([n("code", 0.9, "easy"), n("code", 0.88, "hard"), n("code", 0.88, "hard")], "hard"),
+        # exact tie goes to the harder difficulty
+        ([n("code", 0.5, "easy"), n("code", 0.5, "hard")], "hard"),
+    ],
+)
+def test_vote_difficulty(neighbours: list[Neighbour], expected: str) -> None:
+    assert vote_difficulty(neighbours) == expected
+
+
+@pytest.mark.parametrize(
+    ("neighbours", "thresholds", "expected"),
+    [
+        # confident easy match -> cheapest small model
+        (
+            [n("hours", 0.9), n("refund", 0.5)],
+            {},
+            ("hours", "easy", "small", "small-a", "confident", False),
+        ),
+        (
+            [n("refund", 0.8), n("hours", 0.6)],
+            {},
+            ("refund", "moderate", "mid", "mid-a", "confident", False),
+        ),
+        (
+            [n("legal", 0.8), n("hours", 0.6)],
+            {},
+            ("legal", "hard", "flagship", "big-a", "confident", False),
+        ),
+        # the intent's specialised model
+        (
+            [n("code", 0.8), n("hours", 0.6)],
+            {},
+            ("code", "hard", "mid", "coder", "specialised_model", False),
+        ),
+        # an exemplar override that wins the vote routes by tier, not to the specialised model
+        (
+            [n("code", 0.8, "easy"), n("hours", 0.6)],
+            {},
+            ("code", "easy", "small", "small-a", "confident", False),
+        ),
+        # too close to call -> flagship, intent still reported
+        (
+            [n("hours", 0.80), n("refund", 0.79)],
+            {},
+            ("hours", "easy", "flagship", "big-a", "low_margin", True),
+        ),
+        # below the floor -> no match, no intent
+        (
+            [n("hours", 0.15), n("refund", 0.1)],
+            {},
+            (None, None, "flagship", "big-a", "no_match", True),
+        ),
+        # thresholds switched off with None: never cascade, never no-match
+        (
+            [n("hours", 0.80), n("refund", 0.79)],
+            {"margin": None},
+            ("hours", "easy", "small", "small-a", "confident", False),
+        ),
+        (
+            [n("hours", 0.15), n("refund", 0.1)],
+            {"min_similarity": None, "margin": None},
+            ("hours", "easy", "small", "small-a", "confident", False),
+        ),
+        # a zero threshold is a real threshold, not "unset"
+        (
+            [n("hours", 0.80), n("refund", 0.80)],
+            {"margin": 0.0},
+            ("hours", "easy", "small", "small-a", "confident", False),
+        ),
+        (
+            [n("hours", 0.0)],
+            {"min_similarity": 0.0, "margin": None},
+            ("hours", "easy", "small", "small-a", "confident", False),
+        ),
+        # nothing retrieved at all
+        ([], {}, (None, None, "flagship", "big-a", "no_match", True)),
+    ],
+)
+def test_decide(
+    neighbours: list[Neighbour], thresholds: dict[str, float | None], expected: tuple[object, ...]
+) -> None:
+    v = decide(neighbours, with_thresholds(**thresholds), INTENTS, input_tokens=20)
+    assert (v.intent, v.difficulty, v.tier, v.model, v.reason, v.cascaded) == expected
+    assert v.explanation
+
+
+def test_margin_and_runner_up() -> None:
+    v = decide([n("hours", 0.9), n("refund", 0.7), n("refund", 0.6)], CONFIG, INTENTS, 10)
+    assert v.runner_up == "refund"
+    assert v.margin == pytest.approx(0.2)
+    assert v.confidence == pytest.approx(0.9)
+
+
+def test_single_intent_margin_is_a_lower_bound() -> None:
+    v = decide([n("hours", 0.9), n("hours", 0.7)], CONFIG, INTENTS, 10)
+    assert v.runner_up is None
+    assert v.margin == pytest.approx(0.2)
+
+
+def test_no_match_can_go_to_a_named_model_or_tier() -> None:
+    to_model = RouterConfig.model_validate(
+        {**CONFIG.model_dump(), "no_match": {"model": "small-b"}}
+    )
+    v = decide([n("hours", 0.1)], to_model, INTENTS, 10)
+    assert (v.model, v.reason) == ("small-b", "no_match")
+    to_tier = RouterConfig.model_validate({**CONFIG.model_dump(), "no_match": {"tier": "mid"}})
+    assert decide([n("hours", 0.1)], to_tier, INTENTS, 10).model == "mid-a"
+
+
+def test_cost_estimate_uses_the_chosen_model_prices() -> None:
+    v = decide([n("legal", 0.9)], CONFIG, INTENTS, input_tokens=1000)
+    # big-a: 1000 in at $15/M + 300 out at $60/M
+    assert v.estimated_cost_usd == pytest.approx((1000 * 15 + 300 * 60) / 1e6)
+
+
+def test_estimate_tokens() -> None:
+    assert estimate_tokens("abcd" * 10, 4.0) == 10
+    assert estimate_tokens("a", 4.0) == 1
+
+
+def test_cheapest_skips_specialised_models() -> None:
+    assert cheapest_in_tier(CONFIG, "mid", 100, 300).name == "mid-a"
+
+
+def test_default_fallback_chain_same_tier_then_stronger_tiers() -> None:
+    assert fallback_chain(CONFIG, CONFIG.model("small-a"), 100, 300) == [
+        "small-b",
+        "mid-a",
+        "big-a",
+    ]
+    assert fallback_chain(CONFIG, CONFIG.model("coder"), 100, 300) == ["mid-a", "big-a"]
+    assert fallback_chain(CONFIG, CONFIG.model("big-a"), 100, 300) == []
+
+
+def test_explicit_fallback_chain_wins() -> None:
+    config = RouterConfig.model_validate(
+        {**CONFIG.model_dump(), "fallbacks": {"small-a": ["big-a"]}}
+    )
+    assert fallback_chain(config, config.model("small-a"), 100, 300) == ["big-a"]
+
+
+@pytest.mark.parametrize(
+    ("tiers", "mapping", "expected"),
+    [
+        (["s", "m", "f"], None, {"easy": "s", "moderate": "m", "hard": "f"}),
+        (["s", "f"], None, {"easy": "s", "moderate": "f", "hard": "f"}),
+        (["a", "b", "c", "d", "e"], None, {"easy": "a", "moderate": "c", "hard": "e"}),
+        (["s", "m", "f"], {"moderate": "s"}, {"easy": "s", "moderate": "s", "hard": "f"}),
+    ],
+)
+def test_tier_for_spreads_difficulties(
+    tiers: list[str], mapping: dict[str, str] | None, expected: dict[str, str]
+) -> None:
+    config = RouterConfig(
+        tiers=tiers,
+        difficulty_tiers=mapping,  # type: ignore[arg-type]
+        models=[
+            {"name": t, "tier": t, "input_usd_per_mtok": 1, "output_usd_per_mtok": 1} for t in tiers
+        ],  # type: ignore[misc]
+    )
+    assert {d: config.tier_for(d) for d in expected} == expected  # type: ignore[arg-type]
