@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import IndexStateError, ModelTriageError
+from .errors import IndexStateError, InputError, ModelTriageError
 
 DEFAULT_INTENTS = os.environ.get("MODELTRIAGE_INTENTS", "intents")
 
@@ -44,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="the request text; '-' reads it from standard input")
     p.add_argument("--explain", action="store_true", help="include the nearest exemplars")
     p.add_argument("--build", action="store_true", help="build the index first if needed")
+    _intents_arg(p)
+
+    p = sub.add_parser(
+        "simulate", help="daily spend of a traffic sample, routed versus all-flagship"
+    )
+    p.add_argument("--requests-per-day", type=int, default=100_000)
+    p.add_argument(
+        "--traffic",
+        type=Path,
+        default=Path("examples/traffic/support_day.jsonl"),
+        help='JSON lines {"text": ..., "expected_intent": ... (optional)}: the mix of requests '
+        "(default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     _intents_arg(p)
 
     p = sub.add_parser("serve", help="run the HTTP service (POST /route)")
@@ -104,6 +118,28 @@ def _route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from .router import Router
+    from .simulation import format_report, read_traffic, simulate
+
+    if args.requests_per_day < 1:
+        raise InputError("--requests-per-day must be at least 1")
+    rows = read_traffic(args.traffic)
+    router = Router.load(args.intents, build_if_needed=True)
+    size = router.config.limits.max_batch
+    decisions = [
+        decision
+        for start in range(0, len(rows), size)
+        for decision in router.route_batch([r.text for r in rows[start : start + size]])
+    ]
+    report = simulate(rows, decisions, router.config, args.requests_per_day)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -127,7 +163,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"build": _build, "check": _check, "route": _route, "serve": _serve}
+    handlers = {
+        "build": _build,
+        "check": _check,
+        "route": _route,
+        "simulate": _simulate,
+        "serve": _serve,
+    }
     try:
         return handlers[args.command](args)
     except ModelTriageError as exc:

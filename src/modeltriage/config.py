@@ -117,6 +117,18 @@ class Limits(_Strict):
     max_batch: int = Field(default=256, ge=1)
 
 
+class LogSettings(_Strict):
+    """Where decisions are logged. ``url`` null turns logging off."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLite file path (relative to the intents directory) or postgresql:// URL; "
+        "$MODELTRIAGE_LOG_URL overrides it",
+    )
+    store_text: bool = Field(default=True, description="false keeps only a hash of each text")
+    queue_size: int = Field(default=10_000, ge=1)
+
+
 class RouterConfig(_Strict):
     tiers: list[Name] = Field(min_length=1, description="cheapest first, flagship last")
     difficulty_tiers: dict[Difficulty, Name] | None = None
@@ -129,6 +141,7 @@ class RouterConfig(_Strict):
     )
     cost: CostEstimate = CostEstimate()
     limits: Limits = Limits()
+    log: LogSettings = LogSettings()
     index_dir: str = ".index"
 
     @property

@@ -1,0 +1,73 @@
+"""`modeltriage simulate`: daily spend of a traffic mix, routed versus all-flagship."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modeltriage import ConfigError, Router
+from modeltriage.cli import main
+from modeltriage.simulation import TrafficRow, read_traffic, simulate
+
+from .conftest import REPO
+
+
+def test_simulate_scales_the_sample(fake_router: Router) -> None:
+    rows = [
+        TrafficRow("what are your opening hours", "hours", "easy"),
+        TrafficRow("what time do you close today", "hours", "easy"),
+        TrafficRow("my python script throws a KeyError traceback", "code", "hard"),
+        TrafficRow("refund my purchase please", "refund", "moderate"),
+    ]
+    decisions = fake_router.route_batch([r.text for r in rows])
+    report = simulate(rows, decisions, fake_router.config, requests_per_day=1000)
+    flagship = fake_router.config.model("big-a")
+    per_request = [
+        (len(r.text) // 4 + (len(r.text) % 4 > 0)) * flagship.input_usd_per_mtok / 1e6
+        + 300 * flagship.output_usd_per_mtok / 1e6
+        for r in rows
+    ]
+    assert report.flagship_daily_cost_usd == pytest.approx(sum(per_request) * 250)
+    assert report.daily_cost_usd == pytest.approx(sum(d.estimated_cost_usd for d in decisions) * 250)
+    assert 0 < report.savings_share < 1
+    assert sum(report.tier_share.values()) == pytest.approx(1.0)
+    assert report.intent_agreement == 1.0
+    # the coding question went to the specialised mid-tier model: weaker than "hard"
+    assert report.under_routed == pytest.approx(0.25)
+
+
+def test_simulate_needs_one_decision_per_row(fake_router: Router) -> None:
+    with pytest.raises(ValueError, match="one decision per traffic row"):
+        simulate([TrafficRow("a")], [], fake_router.config, 10)
+
+
+def test_bad_traffic_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "ok"}\n{"txt": "no"}\n')
+    with pytest.raises(ConfigError, match=r"t\.jsonl:2: expected an object"):
+        read_traffic(path)
+    path.write_text('{"text": "ok", "expected_difficulty": "tricky"}\n')
+    with pytest.raises(ConfigError, match=r"t\.jsonl:1: expected_difficulty"):
+        read_traffic(path)
+
+
+def test_shipped_traffic_sample_is_valid() -> None:
+    rows = read_traffic(REPO / "examples" / "traffic" / "support_day.jsonl")
+    assert len(rows) >= 300
+    assert sum(r.expected_difficulty == "easy" for r in rows) / len(rows) > 0.7
+
+
+@pytest.mark.real
+def test_simulate_cli_on_the_shipped_intents(
+    shipped_copy: Path, shipped_router: Router, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traffic = REPO / "examples" / "traffic" / "support_day.jsonl"
+    argv = ["simulate", "--intents", str(shipped_copy), "--traffic", str(traffic), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["requests_per_day"] == 100_000 and report["sample_size"] >= 300
+    # The seed's worked example: routing the easy majority saves most of the spend.
+    assert report["savings_share"] > 0.6
+    assert report["tier_share"]["small"] > 0.5
