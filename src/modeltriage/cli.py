@@ -9,8 +9,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import IndexStateError, InputError, ModelTriageError
+
+if TYPE_CHECKING:
+    from .decision import Decision
+    from .router import Router
 
 DEFAULT_INTENTS = os.environ.get("MODELTRIAGE_INTENTS", "intents")
 
@@ -58,6 +63,28 @@ def _parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _intents_arg(p)
+
+    p = sub.add_parser(
+        "tune", help="sweep the cascade thresholds offline and pick the cheapest good point"
+    )
+    p.add_argument(
+        "--labelled",
+        type=Path,
+        help='JSON lines with "text" and "intent" (or "expected_intent"; null = out of scope), '
+        "labelled with this router's intent names",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=0.98,
+        help="keep quality at or above this share of always-flagship's (default: %(default)s)",
+    )
+    p.add_argument("--held-out", type=float, default=0.3, help="share kept for reporting")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", type=Path, help="write the cost/quality curve to this PNG")
+    p.add_argument("--write", action="store_true", help="update router.yaml (keeps a backup)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     _intents_arg(p)
 
     p = sub.add_parser("serve", help="run the HTTP service (POST /route)")
@@ -140,6 +167,101 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _route_all(router: Router, texts: Sequence[str]) -> list[Decision]:
+    size = router.config.limits.max_batch
+    return [
+        decision
+        for start in range(0, len(texts), size)
+        for decision in router.route_batch(texts[start : start + size], explain=True)
+    ]
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .config import ROUTER_CONFIG_FILE
+    from .datasets import read_intents_jsonl
+    from .router import Router
+    from .tuning import (
+        QualityModel,
+        cases_from_routes,
+        format_table,
+        format_threshold,
+        plot,
+        tune,
+        write_thresholds,
+    )
+
+    if args.labelled is None:
+        raise InputError("tune needs a source: --labelled FILE")
+    rows = read_intents_jsonl(args.labelled)
+    router = Router.load(args.intents, build_if_needed=True)
+    known = {intent.name for intent in router.intent_set.intents}
+    unknown = sorted({r.intent for r in rows if r.intent is not None} - known)
+    if unknown:
+        raise InputError(f"{args.labelled}: labels name intents this router lacks: {unknown[:5]}")
+    texts = [r.text for r in rows]
+    decisions = _route_all(router, texts)
+    config = router.config
+    cases = cases_from_routes(
+        texts,
+        [d.neighbours for d in decisions],
+        config,
+        labels=[r.intent for r in rows],
+        difficulties=[r.difficulty for r in rows],
+    )
+    intents = {intent.name: intent for intent in router.intent_set.intents}
+    quality = QualityModel(config, intents)
+    try:
+        result = tune(
+            cases,
+            config,
+            intents,
+            quality,
+            floor=args.floor,
+            held_out=args.held_out,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    chosen = result.chosen
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        print(
+            f"tuned on {result.tune_cases} cases, {result.held_out_cases} held out (seed "
+            f"{args.seed}); quality is estimated from labels: a request is served well when it "
+            "reaches a tier at least as strong as its labelled difficulty needs"
+        )
+        print(
+            f"always-flagship quality {result.flagship_quality:.3f}; floor "
+            f"{result.min_quality:.3f}\n"
+        )
+        print(format_table(result.points, chosen))
+        if chosen is None:
+            print("\nno point reaches the floor; nothing chosen")
+        else:
+            print(
+                f"\nchosen: margin {format_threshold(chosen.margin)}, min_similarity "
+                f"{format_threshold(chosen.min_similarity)}: savings {100 * chosen.savings:.1f}%, "
+                f"quality {chosen.quality:.3f} on the tuning split"
+            )
+            if result.held_out is not None:
+                held = result.held_out
+                print(f"held out: savings {100 * held.savings:.1f}%, quality {held.quality:.3f}")
+    if args.plot is not None:
+        plot(result.points, chosen, result.flagship_quality, args.plot, "modeltriage tune")
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.write:
+        if chosen is None:
+            raise InputError("--write: no point reaches the floor, router.yaml left as it is")
+        backup = write_thresholds(
+            Path(args.intents) / ROUTER_CONFIG_FILE, chosen.margin, chosen.min_similarity
+        )
+        print(f"router.yaml updated; previous version kept as {backup}", file=sys.stderr)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -168,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _check,
         "route": _route,
         "simulate": _simulate,
+        "tune": _tune,
         "serve": _serve,
     }
     try:

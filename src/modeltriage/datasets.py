@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Difficulty, Exemplar, Intent, IntentSet, RouterConfig
+from .config import DIFFICULTIES, Difficulty, Exemplar, Intent, IntentSet, RouterConfig
 from .errors import ConfigError
 
 
@@ -20,6 +20,7 @@ from .errors import ConfigError
 class LabelledText:
     text: str
     intent: str | None
+    difficulty: Difficulty | None = None
 
 
 def read_intents_jsonl(path: Path | str) -> list[LabelledText]:
@@ -40,12 +41,21 @@ def read_intents_jsonl(path: Path | str) -> list[LabelledText]:
                 raise ConfigError(f"invalid JSON: {exc.msg}", source, number) from None
             if not isinstance(data, dict):
                 raise ConfigError("expected an object with text and intent", source, number)
-            text, intent = data.get("text"), data.get("intent")
+            # "expected_intent" is the traffic-sample spelling of the same label.
+            key = "intent" if "intent" in data else "expected_intent"
+            if key not in data:
+                raise ConfigError('expected an "intent" (null for out of scope)', source, number)
+            text, intent = data.get("text"), data.get(key)
             if not isinstance(text, str) or not text.strip():
                 raise ConfigError("text must be a non-empty string", source, number)
             if intent is not None and not isinstance(intent, str):
                 raise ConfigError("intent must be a string or null", source, number)
-            rows.append(LabelledText(text, intent))
+            difficulty = data.get("difficulty", data.get("expected_difficulty"))
+            if difficulty is not None and difficulty not in DIFFICULTIES:
+                raise ConfigError(
+                    f"difficulty must be one of {', '.join(DIFFICULTIES)} or null", source, number
+                )
+            rows.append(LabelledText(text, intent, difficulty))
     return rows
 
 
