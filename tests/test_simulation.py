@@ -30,7 +30,9 @@ def test_simulate_scales_the_sample(fake_router: Router) -> None:
         for r in rows
     ]
     assert report.flagship_daily_cost_usd == pytest.approx(sum(per_request) * 250)
-    assert report.daily_cost_usd == pytest.approx(sum(d.estimated_cost_usd for d in decisions) * 250)
+    assert report.daily_cost_usd == pytest.approx(
+        sum(d.estimated_cost_usd for d in decisions) * 250
+    )
     assert 0 < report.savings_share < 1
     assert sum(report.tier_share.values()) == pytest.approx(1.0)
     assert report.intent_agreement == 1.0

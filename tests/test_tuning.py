@@ -153,7 +153,7 @@ def test_tune_cli_writes_router_yaml(
     )
     assert list(intents.glob("router.yaml.bak-*"))
     # the same seed gives the same choice
-    assert main(argv[:-2] + ["--json"]) == 0
+    assert main([*argv[:-2], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["chosen"] == chosen
 
 
