@@ -188,6 +188,21 @@ def test_single_intent_margin_is_a_lower_bound() -> None:
     assert v.margin == pytest.approx(0.2)
 
 
+@pytest.mark.parametrize("aggregation", ["max", "mean_top2", "vote"])
+def test_unanimous_neighbours_never_cascade_on_margin(aggregation: str) -> None:
+    config = RouterConfig.model_validate(
+        {
+            **CONFIG.model_dump(),
+            "scoring": {"top_k": 1, "aggregation": aggregation},
+            "thresholds": {"margin": 0.5, "min_similarity": 0.2},
+        }
+    )
+    v = decide([n("hours", 0.9)], config, INTENTS, 10)
+    assert (v.reason, v.cascaded, v.runner_up) == ("confident", False, None)
+    if aggregation == "vote":
+        assert v.margin == pytest.approx(1.0)
+
+
 def test_no_match_can_go_to_a_named_model_or_tier() -> None:
     to_model = RouterConfig.model_validate(
         {**CONFIG.model_dump(), "no_match": {"model": "small-b"}}

@@ -106,7 +106,7 @@ def test_write_thresholds_keeps_comments_and_a_backup(tmp_path: Path) -> None:
     config = load_router_config(path)
     assert (config.thresholds.margin, config.thresholds.min_similarity) == (0.075, None)
     updated = path.read_text()
-    assert "# cascade to the flagship when best - runner-up" in updated
+    assert "# cascade when best - runner-up share of the vote" in updated
     assert len(updated.splitlines()) == len(shipped.splitlines())
 
 

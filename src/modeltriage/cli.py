@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="the request text; '-' reads it from standard input")
     p.add_argument("--explain", action="store_true", help="include the nearest exemplars")
     p.add_argument("--build", action="store_true", help="build the index first if needed")
+    p.add_argument("--no-log", action="store_true", help="do not record this decision")
     _intents_arg(p)
 
     p = sub.add_parser(
@@ -139,8 +140,8 @@ def _route(args: argparse.Namespace) -> int:
     from .router import Router
 
     text = sys.stdin.read() if args.text == "-" else args.text
-    router = Router.load(args.intents, build_if_needed=args.build)
-    decision = router.route(text, explain=args.explain)
+    with Router.load(args.intents, build_if_needed=args.build, log=not args.no_log) as router:
+        decision = router.route(text, explain=args.explain)
     print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
     return 0
 
@@ -152,7 +153,8 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.requests_per_day < 1:
         raise InputError("--requests-per-day must be at least 1")
     rows = read_traffic(args.traffic)
-    router = Router.load(args.intents, build_if_needed=True)
+    # A simulation is not traffic: keep it out of the decision log.
+    router = Router.load(args.intents, build_if_needed=True, log=False)
     size = router.config.limits.max_batch
     decisions = [
         decision
@@ -195,7 +197,7 @@ def _tune(args: argparse.Namespace) -> int:
     if args.labelled is None:
         raise InputError("tune needs a source: --labelled FILE")
     rows = read_intents_jsonl(args.labelled)
-    router = Router.load(args.intents, build_if_needed=True)
+    router = Router.load(args.intents, build_if_needed=True, log=False)
     known = {intent.name for intent in router.intent_set.intents}
     unknown = sorted({r.intent for r in rows if r.intent is not None} - known)
     if unknown:
@@ -279,7 +281,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"serving on http://{args.host}:{args.port} (docs at /docs)",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(router=router), host=args.host, port=args.port)
+    with router:
+        uvicorn.run(create_app(router=router), host=args.host, port=args.port)
     return 0
 
 

@@ -41,6 +41,7 @@ class Verdict(BaseModel):
     reason: Reason
     explanation: str
     estimated_cost_usd: float = Field(description="from the model's prices and a token estimate")
+    input_tokens: int = Field(description="estimated input tokens behind the cost estimate")
 
 
 class Decision(Verdict):

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from .config import Difficulty, Intent
+from .decision import Neighbour
 from .encoders import Encoder, Vectors
 from .errors import IndexMissingError, MissingDependencyError, StaleIndexError
 
@@ -95,8 +96,8 @@ def _faiss() -> Any:
         import faiss
     except ImportError:
         raise MissingDependencyError("faiss-cpu", None) from None
-    # The default (20) sends small batches to a slow non-BLAS path in faiss 1.x.
-    faiss.cvar.distance_compute_blas_threshold = 4
+    # distance_compute_blas_threshold is left at faiss's default: measured with faiss
+    # 1.15.1, 20 vs 4 vs 1 made no difference from 1 to 3,100 queries (docs/benchmarks.md).
     return faiss
 
 
@@ -160,6 +161,29 @@ class LoadedIndex:
     index: VectorIndex
     rows: list[ExemplarRow]
     manifest: Manifest
+
+    def neighbours(self, queries: Vectors, k: int) -> list[list[Neighbour]]:
+        """The ``k`` nearest exemplars of each query, nearest first."""
+        return neighbours_of(self.rows, *self.index.search(queries, k))
+
+
+def neighbours_of(
+    rows: Sequence[ExemplarRow], sims: NDArray[np.float32], ids: NDArray[np.int64]
+) -> list[list[Neighbour]]:
+    """Turn a search result into neighbours; FAISS pads missing hits with id -1."""
+    return [
+        [
+            Neighbour(
+                intent=rows[i].intent,
+                text=rows[i].text,
+                difficulty=rows[i].difficulty,
+                similarity=round(float(s), 6),
+            )
+            for s, i in zip(row_sims, row_ids, strict=True)
+            if i >= 0
+        ]
+        for row_sims, row_ids in zip(sims, ids, strict=True)
+    ]
 
 
 def _rebuild_hint(intents_dir: Path | None) -> str:

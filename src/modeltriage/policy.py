@@ -140,6 +140,7 @@ def decide(
                 "reason": reason,
                 "explanation": explanation,
                 "estimated_cost_usd": model_cost(model, input_tokens, output_tokens),
+                "input_tokens": input_tokens,
                 **fields,
             }
         )
@@ -187,7 +188,9 @@ def decide(
         "margin": round(margin, 6),
     }
 
-    if thresholds.margin is not None and margin < thresholds.margin:
+    # Unanimous neighbours never cascade on margin: with no runner-up retrieved, the
+    # margin is only a lower bound (zero with top_k 1), not evidence of a close call.
+    if thresholds.margin is not None and runner_up is not None and margin < thresholds.margin:
         target = cheapest_in_tier(config, config.flagship_tier, input_tokens, output_tokens)
         return verdict(
             target,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .config import IntentSet, RouterConfig, load_intents
-from .decision import Decision, Neighbour
+from .decision import Decision
 from .encoders import Encoder, SentenceTransformerEncoder
 from .errors import IndexStateError, InputError
 from .index import (
@@ -22,6 +25,12 @@ from .index import (
     save_index,
 )
 from .policy import decide, estimate_tokens
+
+if TYPE_CHECKING:
+    from .decisionlog import DecisionLogger, LogStore
+
+LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
+Metadata = Mapping[str, str | int | float | bool | None]
 
 
 def check_text(text: object, max_bytes: int) -> str:
@@ -51,14 +60,53 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     return loaded.manifest
 
 
-class Router:
-    """Decides which model should answer a request. Never calls a model itself."""
+def open_logger(intent_set: IntentSet, log: bool | str | LogStore = True) -> DecisionLogger | None:
+    """The decision logger the config (or ``log``) asks for, or None when logging is off.
 
-    def __init__(self, intent_set: IntentSet, encoder: Encoder, index: LoadedIndex) -> None:
+    ``log=True``: ``$MODELTRIAGE_LOG_URL`` if set, else ``log.url`` from router.yaml
+    (a relative SQLite path is relative to the intents directory). A string is a URL; a
+    store is used as is.
+    """
+    from .decisionlog import DecisionLogger, open_store, resolve_url
+
+    settings = intent_set.config.log
+    base = Path(".") if intent_set.source is None else intent_set.source
+    if log is False:
+        return None
+    if isinstance(log, str) or log is True:
+        url = log if isinstance(log, str) else os.environ.get(LOG_URL_ENV) or settings.url
+        if url is None:
+            return None
+        store = open_store(resolve_url(url, base))
+    else:
+        store = log
+    return DecisionLogger(
+        store,
+        queue_size=settings.queue_size,
+        store_text=settings.store_text,
+        spool_path=base / ".log-spool.jsonl",
+    )
+
+
+class Router:
+    """Decides which model should answer a request. Never calls a model itself.
+
+    With a decision logger, every routed request is recorded off the request path;
+    close the router (or use it as a context manager) to flush the log.
+    """
+
+    def __init__(
+        self,
+        intent_set: IntentSet,
+        encoder: Encoder,
+        index: LoadedIndex,
+        logger: DecisionLogger | None = None,
+    ) -> None:
         self._intent_set = intent_set
         self._intents = {intent.name: intent for intent in intent_set.intents}
         self._encoder = encoder
         self._index = index
+        self._logger = logger
 
     @classmethod
     def load(
@@ -67,11 +115,13 @@ class Router:
         *,
         encoder: Encoder | None = None,
         build_if_needed: bool = False,
+        log: bool | str | LogStore = True,
     ) -> Router:
         """Load intents and their saved index.
 
         Raises ``IndexMissingError``/``StaleIndexError`` when the index does not match
         the intent files, unless ``build_if_needed`` is set, in which case it rebuilds.
+        ``log``: see :func:`open_logger`; ``False`` turns decision logging off.
         """
         intent_set = load_intents(intents_dir)
         encoder = SentenceTransformerEncoder() if encoder is None else encoder
@@ -83,16 +133,59 @@ class Router:
                 raise
             index = build_in_memory(rows, encoder, FaissIndex)
             save_index(index, intent_set.index_path)
-        return cls(intent_set, encoder, index)
+        return cls(intent_set, encoder, index, open_logger(intent_set, log))
 
     @classmethod
     def in_memory(
-        cls, intent_set: IntentSet, encoder: Encoder, *, exact_numpy: bool = False
+        cls,
+        intent_set: IntentSet,
+        encoder: Encoder,
+        *,
+        exact_numpy: bool = False,
+        log: bool | str | LogStore = False,
     ) -> Router:
-        """Build the index in memory without touching disk (evaluation, tests)."""
+        """Build the index in memory without touching disk (evaluation, tests).
+        Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
-        return cls(intent_set, encoder, build_in_memory(rows, encoder, factory))
+        index = build_in_memory(rows, encoder, factory)
+        return cls(intent_set, encoder, index, open_logger(intent_set, log))
+
+    @property
+    def logger(self) -> DecisionLogger | None:
+        return self._logger
+
+    def feedback(
+        self, decision_id: str, quality: float, *, source: str = "user", model: str | None = None
+    ) -> None:
+        """Attach a quality signal (0..1) to a logged decision.
+
+        Raises ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when
+        logging is off. Every call adds a row: repeated feedback is kept with its time.
+        """
+        from .decisionlog import FeedbackEntry, LogStoreError
+
+        if self._logger is None:
+            raise LogStoreError("decision logging is off: set log.url in router.yaml")
+        self._logger.write_feedback(
+            FeedbackEntry(decision_id=decision_id, quality=quality, source=source, model=model)
+        )
+
+    def close(self) -> None:
+        """Flush and close the decision log, if any. Idempotent."""
+        if self._logger is not None:
+            self._logger.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @property
     def config(self) -> RouterConfig:
@@ -110,11 +203,16 @@ class Router:
     def encoder(self) -> Encoder:
         return self._encoder
 
-    def route(self, text: str, *, explain: bool = False) -> Decision:
-        """Decide which model should answer ``text``."""
-        return self.route_batch([text], explain=explain)[0]
+    def route(
+        self, text: str, *, explain: bool = False, metadata: Metadata | None = None
+    ) -> Decision:
+        """Decide which model should answer ``text``; ``metadata`` (tenant, conversation,
+        pipeline step...) is stored with the logged decision."""
+        return self.route_batch([text], explain=explain, metadata=metadata)[0]
 
-    def route_batch(self, texts: Sequence[str], *, explain: bool = False) -> list[Decision]:
+    def route_batch(
+        self, texts: Sequence[str], *, explain: bool = False, metadata: Metadata | None = None
+    ) -> list[Decision]:
         """Route several texts with one encoder call; ``latency_ms`` is the batch's share."""
         limits = self.config.limits
         if len(texts) > limits.max_batch:
@@ -133,26 +231,18 @@ class Router:
             return []
         started = time.perf_counter()
         vectors = self._encoder.encode(list(texts))
-        sims, ids = self._index.index.search(vectors, self.config.scoring.top_k)
-        rows = self._index.rows
-        verdicts = []
-        all_neighbours = []
-        for text, row_sims, row_ids in zip(texts, sims, ids, strict=True):
-            neighbours = [
-                Neighbour(
-                    intent=rows[i].intent,
-                    text=rows[i].text,
-                    difficulty=rows[i].difficulty,
-                    similarity=round(float(s), 6),
-                )
-                for s, i in zip(row_sims, row_ids, strict=True)
-                if i >= 0
-            ]
-            tokens = estimate_tokens(text, self.config.cost.chars_per_token)
-            verdicts.append(decide(neighbours, self.config, self._intents, tokens))
-            all_neighbours.append(neighbours)
+        all_neighbours = self._index.neighbours(vectors, self.config.scoring.top_k)
+        verdicts = [
+            decide(
+                neighbours,
+                self.config,
+                self._intents,
+                estimate_tokens(text, self.config.cost.chars_per_token),
+            )
+            for text, neighbours in zip(texts, all_neighbours, strict=True)
+        ]
         latency_ms = (time.perf_counter() - started) * 1000 / len(texts)
-        return [
+        decisions = [
             Decision(
                 **verdict.model_dump(),
                 id=uuid.uuid4().hex,
@@ -162,3 +252,7 @@ class Router:
             )
             for verdict, neighbours in zip(verdicts, all_neighbours, strict=True)
         ]
+        if self._logger is not None:
+            for text, decision in zip(texts, decisions, strict=True):
+                self._logger.log(decision, text, metadata=metadata)
+        return decisions

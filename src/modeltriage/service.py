@@ -11,11 +11,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from . import __version__
 from .decision import Decision
-from .errors import InputError, MissingDependencyError
+from .errors import InputError, MissingDependencyError, ModelTriageError
 from .router import Router
 
 try:
@@ -25,11 +25,19 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
 
+MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=100)], MetadataValue],
+    Field(max_length=50, description="stored with the logged decision: tenant, conversation..."),
+]
+
+
 class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: StrictStr = Field(description="the request to route", examples=["what are your hours?"])
     explain: StrictBool = Field(default=False, description="include the nearest exemplars")
+    metadata: Metadata | None = None
 
 
 class BatchRouteRequest(BaseModel):
@@ -37,6 +45,31 @@ class BatchRouteRequest(BaseModel):
 
     texts: Annotated[list[StrictStr], Field(min_length=1)]
     explain: StrictBool = False
+    metadata: Metadata | None = None
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: StrictStr = Field(min_length=1, max_length=100)
+    quality: StrictFloat | StrictInt = Field(ge=0, le=1, description="0 = useless, 1 = perfect")
+    source: StrictStr = Field(
+        default="user", min_length=1, max_length=64, examples=["user", "judge"]
+    )
+    model: StrictStr | None = Field(default=None, description="the model that really answered")
+
+
+class FeedbackResponse(BaseModel):
+    status: str
+    decision_id: str
+
+
+class LogHealth(BaseModel):
+    store: str
+    written: int
+    pending: int
+    dropped: int
+    errors: int
 
 
 class BatchRouteResponse(BaseModel):
@@ -51,6 +84,7 @@ class Health(BaseModel):
     intents: int
     exemplars: int
     built_at: str
+    log: LogHealth | None
 
 
 # JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
@@ -73,12 +107,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.router = (
-            router
-            if router is not None
-            else Router.load(intents_dir, build_if_needed=build_if_needed)
-        )
-        yield
+        if router is not None:
+            app.state.router = router
+            yield  # the caller owns the router and closes it
+            return
+        app.state.router = Router.load(intents_dir, build_if_needed=build_if_needed)
+        try:
+            yield
+        finally:
+            # Flush the decision log: a clean shutdown loses no logged rows.
+            app.state.router.close()
 
     app = FastAPI(
         title="modeltriage",
@@ -119,19 +157,57 @@ def create_app(
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413 if exc.too_large else 422)
 
+    @app.exception_handler(ModelTriageError)
+    async def library_error(request: Request, exc: ModelTriageError) -> JSONResponse:
+        from .decisionlog import InvalidEntryError, LogStoreError, UnknownDecisionError
+
+        status = 500
+        if isinstance(exc, UnknownDecisionError):
+            status = 404
+        elif isinstance(exc, InvalidEntryError):
+            status = 422
+        elif isinstance(exc, LogStoreError):
+            status = 503
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
     @app.post("/route", response_model=Decision, summary="Decide which model answers a request")
     def route(body: RouteRequest, request: Request) -> Decision:
-        return current(request).route(body.text, explain=body.explain)
+        return current(request).route(body.text, explain=body.explain, metadata=body.metadata)
 
     @app.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
     def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
-        return BatchRouteResponse(
-            decisions=current(request).route_batch(body.texts, explain=body.explain)
+        decisions = current(request).route_batch(
+            body.texts, explain=body.explain, metadata=body.metadata
         )
+        return BatchRouteResponse(decisions=decisions)
+
+    @app.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        status_code=201,
+        summary="Attach a quality signal to a logged decision",
+        responses={404: {"description": "no decision with this id was logged"}},
+    )
+    def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+        current(request).feedback(
+            body.decision_id, float(body.quality), source=body.source, model=body.model
+        )
+        return FeedbackResponse(status="recorded", decision_id=body.decision_id)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and the loaded index")
     def healthz(request: Request) -> Health:
-        manifest = current(request).manifest
+        routed = current(request)
+        manifest = routed.manifest
+        logger = routed.logger
+        log = None
+        if logger is not None:
+            log = LogHealth(
+                store=logger.store.url,
+                written=logger.written,
+                pending=logger.pending,
+                dropped=logger.dropped,
+                errors=logger.errors,
+            )
         return Health(
             status="ok",
             version=__version__,
@@ -140,6 +216,7 @@ def create_app(
             intents=manifest.intents,
             exemplars=manifest.exemplars,
             built_at=manifest.built_at,
+            log=log,
         )
 
     return app

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import Difficulty, Intent, RouterConfig, load_router_config
+from .config import Aggregation, Difficulty, Intent, RouterConfig, load_router_config
 from .decision import Neighbour, Verdict
 from .errors import ConfigError, MissingDependencyError
 from .policy import cheapest_in_tier, decide, model_cost
 from .yamlsource import YamlDocument
 
-DEFAULT_MARGINS: tuple[float | None, ...] = (
+# The margin is in the aggregation's units: a cosine gap for max and mean_top2, a share
+# of the vote (0..1) for vote, so each gets its own grid.
+SIMILARITY_MARGINS: tuple[float | None, ...] = (
     None,
     0.0,
     0.01,
@@ -35,6 +37,28 @@ DEFAULT_MARGINS: tuple[float | None, ...] = (
     0.2,
     0.3,
 )
+VOTE_MARGINS: tuple[float | None, ...] = (
+    None,
+    0.0,
+    0.05,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+)
+
+
+def default_margins(aggregation: Aggregation) -> tuple[float | None, ...]:
+    return VOTE_MARGINS if aggregation == "vote" else SIMILARITY_MARGINS
+
+
 DEFAULT_FLOORS: tuple[float | None, ...] = (
     None,
     0.2,
@@ -170,9 +194,11 @@ def sweep(
     config: RouterConfig,
     intents: Mapping[str, Intent],
     quality: QualityModel,
-    margins: Iterable[float | None] = DEFAULT_MARGINS,
+    margins: Iterable[float | None] | None = None,
     floors: Iterable[float | None] = DEFAULT_FLOORS,
 ) -> list[Point]:
+    if margins is None:
+        margins = default_margins(config.scoring.aggregation)
     floors = tuple(floors)
     return [evaluate_point(cases, config, intents, quality, m, f) for m in margins for f in floors]
 
@@ -196,6 +222,7 @@ def flagship_quality(cases: Sequence[Case], config: RouterConfig, quality: Quali
             reason="no_match",
             explanation="always-flagship baseline",
             estimated_cost_usd=0.0,
+            input_tokens=case.input_tokens,
         )
         value, _ = quality.judge(case, verdict)
         if value is not None:
@@ -379,7 +406,7 @@ def tune(
     floor: float,
     held_out: float = 0.3,
     seed: int = 0,
-    margins: Iterable[float | None] = DEFAULT_MARGINS,
+    margins: Iterable[float | None] | None = None,
     floors: Iterable[float | None] = DEFAULT_FLOORS,
 ) -> TuneResult:
     """Sweep on a seeded split, choose on it, report the choice on the held-out part.

@@ -1,0 +1,1283 @@
+"""The decision log: every routed request is recorded, quality feedback is attached later,
+and tuning reads both back.
+
+Three stores share one contract (:class:`LogStore`): SQLite for a single host, PostgreSQL
+for a fleet, and an in-memory fake for tests. :func:`open_store` picks one from a URL.
+:class:`DecisionLogger` puts a bounded queue and a writer thread in front of a store so
+logging never slows routing down.
+
+SQL stores migrate their schema when they open. Each migration runs once, inside a
+transaction, and is recorded in ``schema_version``; a database migrated by a newer
+modeltriage is refused rather than written in a shape this code does not know.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from .decision import Decision
+from .errors import MissingDependencyError, ModelTriageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+_log = logging.getLogger(__name__)
+
+MetadataValue = str | int | float | bool | None
+Metadata = Mapping[str, MetadataValue]
+
+MEMORY_URL = "memory:"
+MAX_SOURCE_LENGTH = 64
+_MASK = "***"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class LogStoreError(ModelTriageError):
+    """The decision log cannot be opened, migrated, read or written."""
+
+    def __init__(self, message: str, url: str | None = None):
+        self.url = url
+        self.detail = message
+        super().__init__(message if url is None else f"decision log {url}: {message}")
+
+
+class UnknownDecisionError(ModelTriageError):
+    """Feedback names a decision id that was never logged."""
+
+    def __init__(self, decision_id: str):
+        self.decision_id = decision_id
+        super().__init__(
+            f"no logged decision has id {decision_id!r}; feedback can only be attached to "
+            "a decision that was logged"
+        )
+
+
+class InvalidEntryError(ModelTriageError, ValueError):
+    """A log or feedback entry holds a value the log cannot store faithfully."""
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _as_utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidEntryError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(timezone.utc)
+
+
+def text_sha256(text: str) -> str:
+    """Hex SHA-256 of the UTF-8 text; lone surrogates are hashed rather than rejected."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _checked_metadata(metadata: Metadata) -> dict[str, MetadataValue]:
+    checked: dict[str, MetadataValue] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise InvalidEntryError(f"metadata keys must be strings, got {key!r}")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise InvalidEntryError(
+                f"metadata {key!r} must be a string, number, boolean or null, "
+                f"got {type(value).__name__}"
+            )
+        # JSON has no NaN or infinity, so such a value would not come back as written.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidEntryError(f"metadata {key!r} must be a finite number, got {value}")
+        checked[key] = value
+    return checked
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One routed request, as the log keeps it."""
+
+    decision_id: str
+    created_at: datetime
+    text: str | None
+    text_sha256: str
+    intent: str | None
+    runner_up: str | None
+    difficulty: str | None
+    tier: str
+    model: str
+    confidence: float
+    margin: float | None
+    cascaded: bool
+    reason: str
+    estimated_cost_usd: float
+    latency_ms: float
+    index_version: str
+    metadata: Metadata = field(default_factory=dict)
+    # The token estimate behind estimated_cost_usd; None in rows logged before schema 3.
+    input_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.decision_id:
+            raise InvalidEntryError("decision_id must not be empty")
+        object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
+        object.__setattr__(self, "metadata", _checked_metadata(self.metadata))
+
+    @classmethod
+    def from_decision(
+        cls,
+        decision: Decision,
+        text: str,
+        *,
+        store_text: bool = True,
+        metadata: Metadata | None = None,
+        at: datetime | None = None,
+    ) -> LogEntry:
+        """The entry for ``decision``; ``store_text=False`` keeps only the text's hash."""
+        return cls(
+            decision_id=decision.id,
+            created_at=_utcnow() if at is None else at,
+            text=text if store_text else None,
+            text_sha256=text_sha256(text),
+            intent=decision.intent,
+            runner_up=decision.runner_up,
+            difficulty=decision.difficulty,
+            tier=decision.tier,
+            model=decision.model,
+            confidence=decision.confidence,
+            margin=decision.margin,
+            cascaded=decision.cascaded,
+            reason=decision.reason,
+            estimated_cost_usd=decision.estimated_cost_usd,
+            latency_ms=decision.latency_ms,
+            index_version=decision.index_version,
+            metadata={} if metadata is None else metadata,
+            input_tokens=decision.input_tokens,
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> LogEntry:
+        values = dict(data)
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    """A quality signal (0 = useless, 1 = perfect) for one logged decision."""
+
+    decision_id: str
+    quality: float
+    source: str
+    model: str | None = None
+    created_at: datetime = field(default_factory=_utcnow)
+
+    def __post_init__(self) -> None:
+        if not self.decision_id:
+            raise InvalidEntryError("decision_id must not be empty")
+        quality = self.quality
+        # bool is an int: True would silently become a perfect score.
+        if isinstance(quality, bool) or not isinstance(quality, (int, float)):
+            raise InvalidEntryError(f"quality must be a number from 0 to 1, got {quality!r}")
+        if not 0.0 <= quality <= 1.0:  # also false for NaN
+            raise InvalidEntryError(f"quality must be from 0 to 1, got {quality}")
+        source = self.source.strip() if isinstance(self.source, str) else ""
+        if not source or len(source) > MAX_SOURCE_LENGTH:
+            raise InvalidEntryError(
+                f"source must be a non-empty string of at most {MAX_SOURCE_LENGTH} characters, "
+                f"got {self.source!r}"
+            )
+        object.__setattr__(self, "quality", float(quality))
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, fit for messages and logs."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{hosts}"
+    query = parts.query
+    if "password" in query.lower():
+        pairs = parse_qsl(query, keep_blank_values=True)
+        masked = [(k, _MASK if k.lower() == "password" else v) for k, v in pairs]
+        query = urlencode(masked, safe="*", quote_via=quote)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # urlunsplit would turn "sqlite:///x" into "sqlite:/x"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL or plain path names, or None when ``url`` is not SQLite."""
+    if url == MEMORY_URL or _is_postgres(url):
+        return None
+    if url.startswith("sqlite:"):
+        rest = url.removeprefix("sqlite:")
+        # "sqlite:///abs.db" names /abs.db and "sqlite://rel.db" names rel.db.
+        rest = rest.removeprefix("//")
+        return Path(rest).expanduser() if rest else None
+    scheme = url.partition(":")[0]
+    # A one-letter "scheme" is a Windows drive, not a database kind.
+    if "://" in url and len(scheme) > 1:
+        return None
+    return Path(url).expanduser() if url else None
+
+
+def resolve_url(url: str, base_dir: Path | str) -> str:
+    """``url`` with a relative SQLite path made relative to ``base_dir`` (e.g. the intents)."""
+    path = sqlite_path(url)
+    if path is None or path.is_absolute():
+        return url
+    return str(Path(base_dir) / path)
+
+
+def open_store(url: str) -> LogStore:
+    """Open (creating and migrating as needed) the store ``url`` names.
+
+    ``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a plain path: SQLite.
+    ``postgresql://...`` or ``postgres://...``: PostgreSQL (needs ``modeltriage[postgres]``).
+    ``memory:``: a fresh in-memory store, gone when the process ends.
+    """
+    url = url.strip()
+    if url == MEMORY_URL:
+        return MemoryStore()
+    if _is_postgres(url):
+        return PostgresStore(url)
+    path = sqlite_path(url)
+    if path is None:
+        raise LogStoreError(
+            "unsupported log URL; use a file path, sqlite:///path.db, postgresql://... or memory:",
+            mask_url(url),
+        )
+    return SQLiteStore(path)
+
+
+# --------------------------------------------------------------------------- contract
+
+
+class LogStore(Protocol):
+    """Where decisions and feedback are kept. Implementations are thread-safe."""
+
+    url: str
+    """Where the store lives, password masked."""
+
+    def write_decisions(self, entries: Sequence[LogEntry]) -> None:
+        """Write all entries in one transaction; an id already logged is skipped."""
+
+    def write_feedback(self, entry: FeedbackEntry) -> None:
+        """Append feedback; raises UnknownDecisionError when the decision was never logged."""
+
+    def decisions(
+        self, *, limit: int | None = None, since: datetime | None = None
+    ) -> list[LogEntry]:
+        """Logged decisions created at or after ``since``, newest first."""
+        ...
+
+    def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
+        """Feedback (for one decision, or all), oldest first."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _check_query(limit: int | None, since: datetime | None) -> datetime | None:
+    if limit is not None and limit < 0:
+        raise InvalidEntryError(f"limit must not be negative, got {limit}")
+    return None if since is None else _as_utc(since, "since")
+
+
+class MemoryStore:
+    """The deterministic in-memory store: same contract, no I/O. For tests."""
+
+    def __init__(self) -> None:
+        self.url = MEMORY_URL
+        self._lock = threading.Lock()
+        self._decisions: dict[str, LogEntry] = {}
+        self._feedback: list[FeedbackEntry] = []
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogStoreError("the store is closed", self.url)
+
+    def write_decisions(self, entries: Sequence[LogEntry]) -> None:
+        with self._lock:
+            self._check_open()
+            for entry in entries:
+                self._decisions.setdefault(entry.decision_id, entry)
+
+    def write_feedback(self, entry: FeedbackEntry) -> None:
+        with self._lock:
+            self._check_open()
+            if entry.decision_id not in self._decisions:
+                raise UnknownDecisionError(entry.decision_id)
+            self._feedback.append(entry)
+
+    def decisions(
+        self, *, limit: int | None = None, since: datetime | None = None
+    ) -> list[LogEntry]:
+        since = _check_query(limit, since)
+        with self._lock:
+            self._check_open()
+            # Dicts keep insertion order, so reversing it breaks created_at ties newest
+            # first, as the SQL stores do with their sequence column.
+            entries = list(reversed(self._decisions.values()))
+        entries.sort(key=lambda e: e.created_at, reverse=True)
+        if since is not None:
+            entries = [e for e in entries if e.created_at >= since]
+        return entries if limit is None else entries[:limit]
+
+    def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
+        with self._lock:
+            self._check_open()
+            rows = [f for f in self._feedback if decision_id in (None, f.decision_id)]
+        return sorted(rows, key=lambda f: f.created_at)
+
+    def schema_version(self) -> int:
+        return len(SQLITE_MIGRATIONS)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_ENTRY_COLUMNS = (
+    "decision_id",
+    "created_at",
+    "text",
+    "text_sha256",
+    "intent",
+    "runner_up",
+    "difficulty",
+    "tier",
+    "model",
+    "confidence",
+    "margin",
+    "cascaded",
+    "reason",
+    "estimated_cost_usd",
+    "latency_ms",
+    "index_version",
+    "metadata",
+    "input_tokens",
+)
+_FEEDBACK_COLUMNS = ("decision_id", "quality", "source", "model", "created_at")
+
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "decisions table",
+        (
+            """CREATE TABLE decisions (
+                seq INTEGER PRIMARY KEY,
+                decision_id TEXT NOT NULL UNIQUE,
+                created_at TEXT NOT NULL,
+                text TEXT,
+                text_sha256 TEXT NOT NULL,
+                intent TEXT,
+                runner_up TEXT,
+                difficulty TEXT,
+                tier TEXT NOT NULL,
+                model TEXT NOT NULL,
+                confidence REAL NOT NULL,
+                margin REAL,
+                cascaded INTEGER NOT NULL CHECK (cascaded IN (0, 1)),
+                reason TEXT NOT NULL,
+                estimated_cost_usd REAL NOT NULL,
+                latency_ms REAL NOT NULL,
+                index_version TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "feedback table, metadata column, time indexes",
+        (
+            "ALTER TABLE decisions ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'",
+            "CREATE INDEX decisions_created_at ON decisions (created_at)",
+            """CREATE TABLE feedback (
+                seq INTEGER PRIMARY KEY,
+                decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
+                quality REAL NOT NULL CHECK (quality >= 0 AND quality <= 1),
+                source TEXT NOT NULL,
+                model TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX feedback_decision_id ON feedback (decision_id)",
+            "CREATE INDEX feedback_created_at ON feedback (created_at)",
+        ),
+    ),
+    Migration(
+        3,
+        "input token estimate, so spend can be compared with all-flagship",
+        ("ALTER TABLE decisions ADD COLUMN input_tokens INTEGER",),
+    ),
+)
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "decisions table",
+        (
+            """CREATE TABLE decisions (
+                seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                decision_id TEXT NOT NULL UNIQUE,
+                created_at TIMESTAMPTZ NOT NULL,
+                text TEXT,
+                text_sha256 TEXT NOT NULL,
+                intent TEXT,
+                runner_up TEXT,
+                difficulty TEXT,
+                tier TEXT NOT NULL,
+                model TEXT NOT NULL,
+                confidence DOUBLE PRECISION NOT NULL,
+                margin DOUBLE PRECISION,
+                cascaded BOOLEAN NOT NULL,
+                reason TEXT NOT NULL,
+                estimated_cost_usd DOUBLE PRECISION NOT NULL,
+                latency_ms DOUBLE PRECISION NOT NULL,
+                index_version TEXT NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "feedback table, metadata column, time indexes",
+        (
+            "ALTER TABLE decisions ADD COLUMN metadata JSONB NOT NULL DEFAULT '{}'::jsonb",
+            "CREATE INDEX decisions_created_at ON decisions (created_at)",
+            """CREATE TABLE feedback (
+                seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
+                quality DOUBLE PRECISION NOT NULL CHECK (quality >= 0 AND quality <= 1),
+                source TEXT NOT NULL,
+                model TEXT,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX feedback_decision_id ON feedback (decision_id)",
+            "CREATE INDEX feedback_created_at ON feedback (created_at)",
+        ),
+    ),
+    Migration(
+        3,
+        "input token estimate, so spend can be compared with all-flagship",
+        ("ALTER TABLE decisions ADD COLUMN input_tokens INTEGER",),
+    ),
+)
+
+
+def _check_migrations(migrations: Sequence[Migration]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(migrations) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, ... in order, got {versions}")
+
+
+class _Cursor(Protocol):
+    """What the SQL stores need from a sqlite3 or psycopg cursor."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+# --------------------------------------------------------------------------- SQL stores
+
+
+class _SQLStore(ABC):
+    """The dialect-neutral half of the SQL stores: statements, migration, error wrapping."""
+
+    url: str
+    _param: str
+    _db_errors: tuple[type[BaseException], ...]
+
+    def __init__(self, url: str, migrations: Sequence[Migration]):
+        _check_migrations(migrations)
+        self.url = url
+        self._migrations = tuple(migrations)
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # Dialect hooks.
+
+    @abstractmethod
+    def _transaction(self, *, write: bool) -> contextlib.AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor: ...
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def _bootstrap_sql(self) -> str: ...
+
+    @abstractmethod
+    def _lock_for_migration(self) -> None: ...
+
+    @abstractmethod
+    def _encode_entry(self, entry: LogEntry) -> tuple[Any, ...]: ...
+
+    @abstractmethod
+    def _decode_entry(self, row: Sequence[Any]) -> LogEntry: ...
+
+    @abstractmethod
+    def _encode_time(self, value: datetime) -> Any: ...
+
+    @abstractmethod
+    def _decode_time(self, value: Any) -> datetime: ...
+
+    @abstractmethod
+    def _feedback_insert_sql(self) -> str: ...
+
+    @abstractmethod
+    def _close_connection(self) -> None: ...
+
+    # Shared behaviour.
+
+    @contextlib.contextmanager
+    def _guard(self, action: str, *, write: bool = False) -> Iterator[None]:
+        """Serialise use of the connection, run one transaction, and explain failures."""
+        with self._lock:
+            if self._closed:
+                raise LogStoreError("the store is closed", self.url)
+            try:
+                with self._transaction(write=write):
+                    yield
+            except self._db_errors as exc:
+                raise LogStoreError(f"cannot {action}: {exc}", self.url) from exc
+
+    def _migrate(self) -> None:
+        known = len(self._migrations)
+        with self._guard("create or migrate the schema", write=True):
+            # Lock first: two processes creating schema_version at once would collide.
+            self._lock_for_migration()
+            self._execute(self._bootstrap_sql())
+            current = self._current_version()
+            if current > known:
+                raise LogStoreError(
+                    f"the database schema is version {current} but this modeltriage only "
+                    f"knows versions up to {known}; upgrade modeltriage or use another "
+                    "database",
+                    self.url,
+                )
+            for migration in self._migrations[current:]:
+                for statement in migration.statements:
+                    self._execute(statement)
+                self._execute(
+                    "INSERT INTO schema_version (version, description, applied_at) "
+                    f"VALUES ({self._param}, {self._param}, {self._param})",
+                    (migration.version, migration.description, self._encode_time(_utcnow())),
+                )
+                _log.info("decision log %s: migrated to schema %d", self.url, migration.version)
+
+    def _current_version(self) -> int:
+        rows = self._execute("SELECT MAX(version) FROM schema_version").fetchall()
+        return int(rows[0][0] or 0)
+
+    def schema_version(self) -> int:
+        with self._guard("read the schema version"):
+            return self._current_version()
+
+    def write_decisions(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        columns = ", ".join(_ENTRY_COLUMNS)
+        marks = ", ".join([self._param] * len(_ENTRY_COLUMNS))
+        sql = (
+            f"INSERT INTO decisions ({columns}) VALUES ({marks}) "
+            "ON CONFLICT (decision_id) DO NOTHING"
+        )
+        rows = [self._encode_entry(entry) for entry in entries]
+        with self._guard(f"write {len(rows)} decisions", write=True):
+            self._executemany(sql, rows)
+
+    def write_feedback(self, entry: FeedbackEntry) -> None:
+        params = (
+            entry.decision_id,
+            entry.quality,
+            entry.source,
+            entry.model,
+            self._encode_time(entry.created_at),
+            entry.decision_id,
+        )
+        with self._guard("write feedback", write=True):
+            if self._execute(self._feedback_insert_sql(), params).rowcount == 0:
+                raise UnknownDecisionError(entry.decision_id)
+
+    def decisions(
+        self, *, limit: int | None = None, since: datetime | None = None
+    ) -> list[LogEntry]:
+        since = _check_query(limit, since)
+        sql = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM decisions"
+        params: list[Any] = []
+        if since is not None:
+            sql += f" WHERE created_at >= {self._param}"
+            params.append(self._encode_time(since))
+        sql += " ORDER BY created_at DESC, seq DESC"
+        if limit is not None:
+            sql += f" LIMIT {self._param}"
+            params.append(limit)
+        with self._guard("read decisions"):
+            rows = self._execute(sql, params).fetchall()
+        return [self._decode_entry(row) for row in rows]
+
+    def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
+        sql = f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback"
+        params: list[Any] = []
+        if decision_id is not None:
+            sql += f" WHERE decision_id = {self._param}"
+            params.append(decision_id)
+        sql += " ORDER BY created_at, seq"
+        with self._guard("read feedback"):
+            rows = self._execute(sql, params).fetchall()
+        return [
+            FeedbackEntry(
+                decision_id=row[0],
+                quality=row[1],
+                source=row[2],
+                model=row[3],
+                created_at=self._decode_time(row[4]),
+            )
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(*self._db_errors):
+                self._close_connection()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates replaced: neither database can store them."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+class SQLiteStore(_SQLStore):
+    """A SQLite file in WAL mode, so readers never wait for the writer thread."""
+
+    _param = "?"
+    _db_errors = (sqlite3.Error,)
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout_s: float = 10.0,
+        migrations: Sequence[Migration] = SQLITE_MIGRATIONS,
+    ):
+        self.path = Path(path).expanduser()
+        super().__init__(
+            f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:{self.path}",
+            migrations,
+        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection guarded by a lock: the writer thread and readers take turns.
+            # isolation_level=None because transactions are begun explicitly below.
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise LogStoreError(f"cannot open the database: {exc}", self.url) from exc
+        try:
+            self._configure(busy_timeout_s)
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _configure(self, busy_timeout_s: float) -> None:
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._enable_wal(busy_timeout_s)
+            # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last
+            # commits, an acceptable trade for a log written many times a second.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise LogStoreError(f"cannot open the database: {exc}", self.url) from exc
+
+    def _enable_wal(self, busy_timeout_s: float) -> None:
+        # Switching to WAL fails at once, without the busy handler, while another
+        # connection is inside a transaction, e.g. a second process migrating a new file.
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so two writers queue on the busy
+        # timeout instead of one failing when it upgrades a read lock.
+        self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            # Some errors (disk full, I/O) already rolled the transaction back.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        return self._conn.execute(sql, params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def _bootstrap_sql(self) -> str:
+        return (
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+
+    def _lock_for_migration(self) -> None:
+        """BEGIN IMMEDIATE already holds the database's write lock."""
+
+    def _encode_time(self, value: datetime) -> str:
+        # Fixed-width UTC ISO text sorts in time order, so SQL can compare it directly.
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    def _decode_time(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value)
+
+    def _encode_entry(self, entry: LogEntry) -> tuple[Any, ...]:
+        return (
+            entry.decision_id,
+            self._encode_time(entry.created_at),
+            None if entry.text is None else _storable(entry.text),
+            entry.text_sha256,
+            entry.intent,
+            entry.runner_up,
+            entry.difficulty,
+            entry.tier,
+            entry.model,
+            entry.confidence,
+            entry.margin,
+            int(entry.cascaded),
+            entry.reason,
+            entry.estimated_cost_usd,
+            entry.latency_ms,
+            entry.index_version,
+            # ASCII escapes keep lone surrogates intact through the database.
+            json.dumps(dict(entry.metadata)),
+            entry.input_tokens,
+        )
+
+    def _decode_entry(self, row: Sequence[Any]) -> LogEntry:
+        values = dict(zip(_ENTRY_COLUMNS, row, strict=True))
+        values["created_at"] = self._decode_time(values["created_at"])
+        values["cascaded"] = bool(values["cascaded"])
+        values["metadata"] = json.loads(values["metadata"])
+        return LogEntry(**values)
+
+    def _feedback_insert_sql(self) -> str:
+        return (
+            "INSERT INTO feedback (decision_id, quality, source, model, created_at) "
+            "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM decisions WHERE decision_id = ?)"
+        )
+
+    def _close_connection(self) -> None:
+        self._conn.close()
+
+
+# A fixed key for pg_advisory_xact_lock: "mtlog" in ASCII.
+_PG_MIGRATION_LOCK = 0x6D746C6F67
+
+
+def _pg_text(text: str) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL; U+FFFD keeps the rest of the row.
+    return _storable(text).replace("\x00", "\ufffd")
+
+
+def _pg_metadata(metadata: Metadata) -> str:
+    cleaned = {_pg_text(k): _pg_text(v) if isinstance(v, str) else v for k, v in metadata.items()}
+    return json.dumps(cleaned)
+
+
+class PostgresStore(_SQLStore):
+    """PostgreSQL through psycopg 3; reconnects on the next call after a lost connection."""
+
+    _param = "%s"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: int = 10,
+        migrations: Sequence[Migration] = POSTGRES_MIGRATIONS,
+    ):
+        try:
+            import psycopg
+        except ImportError:
+            raise MissingDependencyError("psycopg", "postgres") from None
+        super().__init__(mask_url(url), migrations)
+        self._psycopg = psycopg
+        self._db_errors = (psycopg.Error,)
+        self._conninfo = url
+        self._connect_timeout_s = connect_timeout_s
+        self._conn = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        given = self._psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        extra: dict[str, Any] = {}
+        if "connect_timeout" not in given:
+            extra["connect_timeout"] = self._connect_timeout_s
+        if "application_name" not in given:
+            extra["application_name"] = "modeltriage"
+        try:
+            # Autocommit so reads do not leave the session idle in a transaction;
+            # every statement group runs inside an explicit conn.transaction().
+            return self._psycopg.connect(self._conninfo, autocommit=True, **extra)
+        except self._psycopg.Error as exc:
+            raise LogStoreError(f"cannot connect: {exc}", self.url) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[None]:
+        if self._conn.closed:
+            self._conn = self._connect()
+        with self._conn.transaction():
+            yield
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        return self._conn.execute(sql, params or None)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+    def _bootstrap_sql(self) -> str:
+        return (
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+
+    def _lock_for_migration(self) -> None:
+        # Held until the transaction ends, so a second process opening at the same
+        # moment waits here and then finds the migrations already applied.
+        self._execute("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
+
+    def _encode_time(self, value: datetime) -> datetime:
+        return value
+
+    def _decode_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise LogStoreError(f"expected a timestamp, got {value!r}", self.url)
+        return value.astimezone(timezone.utc)
+
+    def _encode_entry(self, entry: LogEntry) -> tuple[Any, ...]:
+        return (
+            entry.decision_id,
+            entry.created_at,
+            None if entry.text is None else _pg_text(entry.text),
+            entry.text_sha256,
+            entry.intent,
+            entry.runner_up,
+            entry.difficulty,
+            entry.tier,
+            entry.model,
+            entry.confidence,
+            entry.margin,
+            entry.cascaded,
+            entry.reason,
+            entry.estimated_cost_usd,
+            entry.latency_ms,
+            entry.index_version,
+            _pg_metadata(entry.metadata),
+            entry.input_tokens,
+        )
+
+    def _decode_entry(self, row: Sequence[Any]) -> LogEntry:
+        values = dict(zip(_ENTRY_COLUMNS, row, strict=True))
+        values["created_at"] = self._decode_time(values["created_at"])
+        return LogEntry(**values)
+
+    def _feedback_insert_sql(self) -> str:
+        # Casts because bare parameters in a SELECT list have no type to infer.
+        return (
+            "INSERT INTO feedback (decision_id, quality, source, model, created_at) "
+            "SELECT %s::text, %s::float8, %s::text, %s::text, %s::timestamptz "
+            "WHERE EXISTS (SELECT 1 FROM decisions WHERE decision_id = %s)"
+        )
+
+    def _close_connection(self) -> None:
+        self._conn.close()
+
+
+# --------------------------------------------------------------------------- spool
+
+
+def write_spool(path: Path | str, entries: Sequence[LogEntry]) -> None:
+    """Append entries to a JSON-lines file that :func:`read_spool` can load back."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps(entry.to_json_dict()) + "\n")
+
+
+def read_spool(path: Path | str) -> list[LogEntry]:
+    """The entries a logger spooled; replay them with ``store.write_decisions``."""
+    source = Path(path)
+    entries = []
+    with source.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(LogEntry.from_json_dict(json.loads(line)))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise LogStoreError(
+                    f"line {number} is not a spooled decision: {exc}", str(source)
+                ) from exc
+    return entries
+
+
+# --------------------------------------------------------------------------- logger
+
+
+class DecisionLogger:
+    """Writes entries to a store from a background thread so routing never waits on I/O.
+
+    :meth:`submit` never blocks: when ``queue_size`` entries are already waiting the new
+    one is dropped and counted. A failing store is retried with backoff for as long as
+    the process lives; whatever still cannot be written when the logger closes goes to
+    ``spool_path`` (JSON lines, see :func:`read_spool`), or :meth:`close` raises.
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 256,
+        flush_interval_s: float = 0.2,
+        spool_path: Path | str | None = None,
+        store_text: bool = True,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 5.0,
+        close_attempts: int = 3,
+    ):
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be at least 1")
+        self.store = store
+        self.store_text = store_text
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._spool_path = None if spool_path is None else Path(spool_path)
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._close_attempts = max(1, close_attempts)
+
+        self._cond = threading.Condition()
+        self._buffer: deque[LogEntry] = deque()
+        self._accepted = 0
+        self._finished = 0  # written, spooled or lost
+        self._written = 0
+        self._dropped = 0
+        self._errors = 0
+        self._spooled = 0
+        self._lost = 0
+        self._flush_waiters = 0
+        self._closing = False
+        self._closed = False
+        self._stop = threading.Event()
+        self._store_down = False
+        self._failing = False
+        self._spool_lock = threading.Lock()  # the writer and a timed-out close() may both spool
+        self.last_error: BaseException | None = None
+
+        self._thread = threading.Thread(
+            target=self._run, name="modeltriage-decision-log", daemon=True
+        )
+        self._thread.start()
+        # The writer is a daemon thread, so without this an exiting process would drop
+        # whatever is still queued without a word.
+        atexit.register(self._close_at_exit)
+
+    # Counters.
+
+    @property
+    def written(self) -> int:
+        """Entries the store accepted (an id logged twice counts twice)."""
+        return self._written
+
+    @property
+    def dropped(self) -> int:
+        """Entries refused by :meth:`submit` because the queue was full or closed."""
+        return self._dropped
+
+    @property
+    def errors(self) -> int:
+        """Failed write attempts (each retry that fails counts)."""
+        return self._errors
+
+    @property
+    def spooled(self) -> int:
+        return self._spooled
+
+    @property
+    def pending(self) -> int:
+        """Entries accepted but not yet written, spooled or given up on."""
+        with self._cond:
+            return self._accepted - self._finished
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # Producer side.
+
+    def submit(self, entry: LogEntry) -> bool:
+        """Queue ``entry``; False (and counted in :attr:`dropped`) when the queue is full."""
+        with self._cond:
+            if self._closing or len(self._buffer) >= self._queue_size:
+                self._dropped += 1
+                return False
+            self._buffer.append(entry)
+            self._accepted += 1
+            # Wake the writer only when it has something new to do.
+            if len(self._buffer) in (1, self._batch_size):
+                self._cond.notify_all()
+            return True
+
+    def log(self, decision: Decision, text: str, *, metadata: Metadata | None = None) -> bool:
+        """Build the entry for ``decision`` (honouring ``store_text``) and submit it."""
+        entry = LogEntry.from_decision(
+            decision, text, store_text=self.store_text, metadata=metadata
+        )
+        return self.submit(entry)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is written; False on timeout."""
+        with self._cond:
+            target = self._accepted
+            self._flush_waiters += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._finished >= target, timeout)
+            finally:
+                self._flush_waiters -= 1
+
+    def write_feedback(self, entry: FeedbackEntry, *, timeout: float | None = 5.0) -> None:
+        """Write feedback, first flushing the queue if its decision may still be in it."""
+        try:
+            self.store.write_feedback(entry)
+        except UnknownDecisionError:
+            # Feedback can arrive moments after routing, before the writer caught up.
+            if not self.flush(timeout):
+                raise
+            self.store.write_feedback(entry)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write everything queued, stop the writer and close the store. Idempotent.
+
+        Raises LogStoreError when rows could be neither written nor spooled, or when the
+        writer did not finish within ``timeout``.
+        """
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._stop.set()
+        atexit.unregister(self._close_at_exit)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._close_timed_out()
+            return
+        self._closed = True
+        with contextlib.suppress(ModelTriageError):
+            self.store.close()
+        if self._lost:
+            raise LogStoreError(
+                f"{self._lost} logged decisions could not be written and are lost "
+                f"(last error: {self.last_error}); set spool_path to keep them in a file",
+                self.store.url,
+            )
+
+    def _close_timed_out(self) -> None:
+        with self._cond:
+            leftover = list(self._buffer)
+            self._buffer.clear()
+        in_flight = self.pending - len(leftover)
+        kept = self._spool(leftover)
+        self._finish(len(leftover))
+        self._closed = True
+        raise LogStoreError(
+            f"the writer did not finish in time; {kept} queued decisions were spooled, "
+            f"{len(leftover) - kept} lost, {in_flight} still being written",
+            self.store.url,
+        )
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(timeout=10.0)
+        except ModelTriageError as exc:
+            _log.error("%s", exc)
+
+    def __enter__(self) -> DecisionLogger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Writer side.
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if self._store_down or not self._write_with_retry(batch):
+                # Once close has given up on the store, the rest goes straight to spool.
+                self._store_down = True
+                self._spool(batch)
+            self._finish(len(batch))
+
+    def _next_batch(self) -> list[LogEntry] | None:
+        with self._cond:
+            while not self._buffer:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            # Give a partial batch a moment to fill, unless someone is waiting on it.
+            deadline = time.monotonic() + self._flush_interval_s
+            while (
+                len(self._buffer) < self._batch_size
+                and not self._closing
+                and not self._flush_waiters
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            size = min(self._batch_size, len(self._buffer))
+            return [self._buffer.popleft() for _ in range(size)]
+
+    def _write_with_retry(self, batch: list[LogEntry]) -> bool:
+        delay = self._retry_initial_s
+        attempts_while_closing = 0
+        while True:
+            try:
+                self.store.write_decisions(batch)
+            except Exception as exc:
+                self._count_error(exc, len(batch))
+            else:
+                if self._failing:
+                    self._failing = False
+                    _log.warning("decision log %s: writing again", self.store.url)
+                self._written += len(batch)
+                return True
+            if self._stop.is_set():
+                attempts_while_closing += 1
+                if attempts_while_closing >= self._close_attempts:
+                    return False
+                time.sleep(self._retry_initial_s)
+            else:
+                # Wakes early when close() starts, so shutdown never waits out a backoff.
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._retry_max_s)
+
+    def _count_error(self, exc: Exception, rows: int) -> None:
+        with self._cond:
+            self._errors += 1
+            self.last_error = exc
+        # One warning per outage, not one per retry.
+        if not self._failing:
+            self._failing = True
+            _log.warning(
+                "decision log %s: cannot write %d decisions, will retry: %s",
+                self.store.url,
+                rows,
+                exc,
+            )
+
+    def _spool(self, entries: list[LogEntry]) -> int:
+        """Keep entries the store would not take; returns how many were kept."""
+        if not entries:
+            return 0
+        with self._spool_lock:
+            if self._spool_path is not None:
+                try:
+                    write_spool(self._spool_path, entries)
+                except (OSError, ValueError) as exc:
+                    _log.error("decision log: cannot spool to %s: %s", self._spool_path, exc)
+                else:
+                    _log.warning(
+                        "decision log %s: %d decisions spooled to %s",
+                        self.store.url,
+                        len(entries),
+                        self._spool_path,
+                    )
+                    self._spooled += len(entries)
+                    return len(entries)
+            self._lost += len(entries)
+            return 0
+
+    def _finish(self, count: int) -> None:
+        with self._cond:
+            self._finished += count
+            self._cond.notify_all()
