@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from .errors import IndexStateError, InputError, ModelTriageError
 if TYPE_CHECKING:
     from .decision import Decision
     from .router import Router
+    from .tuning import Case, QualityModel
 
 DEFAULT_INTENTS = os.environ.get("MODELTRIAGE_INTENTS", "intents")
 
@@ -66,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _intents_arg(p)
 
+    p = sub.add_parser("logs", help="recent logged decisions and a summary of the log")
+    p.add_argument("--limit", type=int, default=20, help="recent decisions to list (0: none)")
+    p.add_argument(
+        "--since", help="only decisions at or after this ISO time, or a duration: 30m, 24h, 7d"
+    )
+    p.add_argument("--url", help="log URL (default: $MODELTRIAGE_LOG_URL, else router.yaml)")
+    p.add_argument("--json", action="store_true", help="print summary and rows as JSON")
+    _intents_arg(p)
+
     p = sub.add_parser(
         "tune", help="sweep the cascade thresholds offline and pick the cheapest good point"
     )
@@ -75,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
         help='JSON lines with "text" and "intent" (or "expected_intent"; null = out of scope), '
         "labelled with this router's intent names",
     )
+    p.add_argument(
+        "--log",
+        action="store_true",
+        help="tune on the decision log: its stored texts, with feedback as measured quality",
+    )
+    p.add_argument("--url", help="log URL for --log (default: $MODELTRIAGE_LOG_URL, router.yaml)")
     p.add_argument(
         "--floor",
         type=float,
@@ -178,6 +195,88 @@ def _route_all(router: Router, texts: Sequence[str]) -> list[Decision]:
     ]
 
 
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--since: expected an ISO time or 30m/24h/7d, got {value!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from .config import load_intents
+    from .decisionlog import open_store, resolve_url
+    from .logreport import format_recent, format_summary, summarise
+    from .router import LOG_URL_ENV
+
+    intent_set = load_intents(args.intents)
+    url = args.url or os.environ.get(LOG_URL_ENV) or intent_set.config.log.url
+    if url is None:
+        raise InputError("decision logging is off: no log.url in router.yaml and no --url")
+    since = _parse_since(args.since)
+    if args.limit < 0:
+        raise InputError("--limit must be 0 or more")
+    store = open_store(resolve_url(url, args.intents))
+    try:
+        entries = store.decisions(since=since)
+        feedback = store.feedback()
+    finally:
+        store.close()
+    summary = summarise(entries, feedback, intent_set.config)
+    recent = entries[: args.limit]
+    if args.json:
+        payload = {
+            "summary": summary.as_dict(),
+            "recent": [e.to_json_dict() for e in recent],
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    print(f"log: {store.url}")
+    print(format_summary(summary))
+    if recent:
+        print(f"\nmost recent {len(recent)}:")
+        print(format_recent(recent))
+    return 0
+
+
+def _log_cases(args: argparse.Namespace, router: Router) -> tuple[list[Case], QualityModel, str]:
+    from .decisionlog import open_store, resolve_url
+    from .router import LOG_URL_ENV
+    from .tuning import cases_from_log
+
+    url = args.url or os.environ.get(LOG_URL_ENV) or router.config.log.url
+    if url is None:
+        raise InputError("--log: decision logging is off (no log.url in router.yaml, no --url)")
+    store = open_store(resolve_url(url, args.intents))
+    try:
+        entries, feedback = store.decisions(), store.feedback()
+    finally:
+        store.close()
+    with_text = [e for e in entries if e.text is not None]
+    if not with_text:
+        raise InputError(f"--log: no logged decision with its text in {store.url}")
+    decisions = _route_all(router, [e.text or "" for e in with_text])
+    cases, quality = cases_from_log(
+        with_text,
+        feedback,
+        [d.neighbours for d in decisions],
+        router.config,
+        {i.name: i for i in router.intent_set.intents},
+    )
+    skipped = len(entries) - len(with_text)
+    source = (
+        f"{len(with_text)} logged requests ({skipped} stored as a hash only, skipped); "
+        "quality is measured where feedback exists for the chosen model, else estimated "
+        "as the mean feedback of the chosen tier"
+    )
+    return cases, quality, source
+
+
 def _tune(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -194,26 +293,32 @@ def _tune(args: argparse.Namespace) -> int:
         write_thresholds,
     )
 
-    if args.labelled is None:
-        raise InputError("tune needs a source: --labelled FILE")
-    rows = read_intents_jsonl(args.labelled)
+    if (args.labelled is None) == (not args.log):
+        raise InputError("tune needs one source: --labelled FILE or --log")
     router = Router.load(args.intents, build_if_needed=True, log=False)
-    known = {intent.name for intent in router.intent_set.intents}
-    unknown = sorted({r.intent for r in rows if r.intent is not None} - known)
-    if unknown:
-        raise InputError(f"{args.labelled}: labels name intents this router lacks: {unknown[:5]}")
-    texts = [r.text for r in rows]
-    decisions = _route_all(router, texts)
     config = router.config
-    cases = cases_from_routes(
-        texts,
-        [d.neighbours for d in decisions],
-        config,
-        labels=[r.intent for r in rows],
-        difficulties=[r.difficulty for r in rows],
-    )
     intents = {intent.name: intent for intent in router.intent_set.intents}
-    quality = QualityModel(config, intents)
+    if args.labelled is not None:
+        rows = read_intents_jsonl(args.labelled)
+        unknown = sorted({r.intent for r in rows if r.intent is not None} - set(intents))
+        if unknown:
+            raise InputError(
+                f"{args.labelled}: labels name intents this router lacks: {unknown[:5]}"
+            )
+        texts = [r.text for r in rows]
+        decisions = _route_all(router, texts)
+        cases = cases_from_routes(
+            texts,
+            [d.neighbours for d in decisions],
+            config,
+            labels=[r.intent for r in rows],
+            difficulties=[r.difficulty for r in rows],
+        )
+        quality = QualityModel(config, intents)
+        source = "quality is estimated from labels: a request is served well when it reaches "
+        source += "a tier at least as strong as its labelled difficulty needs"
+    else:
+        cases, quality, source = _log_cases(args, router)
     try:
         result = tune(
             cases,
@@ -232,8 +337,7 @@ def _tune(args: argparse.Namespace) -> int:
     else:
         print(
             f"tuned on {result.tune_cases} cases, {result.held_out_cases} held out (seed "
-            f"{args.seed}); quality is estimated from labels: a request is served well when it "
-            "reaches a tier at least as strong as its labelled difficulty needs"
+            f"{args.seed}); {source}"
         )
         print(
             f"always-flagship quality {result.flagship_quality:.3f}; floor "
@@ -294,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "route": _route,
         "simulate": _simulate,
         "tune": _tune,
+        "logs": _logs,
         "serve": _serve,
     }
     try:
@@ -303,6 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
