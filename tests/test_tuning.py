@@ -159,4 +159,4 @@ def test_tune_cli_writes_router_yaml(
 
 def test_tune_cli_needs_a_source(tiny_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tune", "--intents", str(tiny_dir)]) == 1
-    assert "tune needs a source" in capsys.readouterr().err
+    assert "tune needs one source" in capsys.readouterr().err
