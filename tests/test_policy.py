@@ -98,6 +98,38 @@ def test_vote_difficulty(neighbours: list[Neighbour], expected: str) -> None:
     assert vote_difficulty(neighbours) == expected
 
 
+SPLIT_VOTE = [
+    n("code", 0.9, "easy"),
+    n("code", 0.9, "easy"),
+    n("code", 0.9, "moderate"),
+    n("code", 0.9, "hard"),
+]
+
+
+@pytest.mark.parametrize(
+    ("confidence", "expected"),
+    [
+        (None, "easy"),  # most votes
+        (0.5, "easy"),  # easy holds half the vote
+        (0.6, "moderate"),  # easy + moderate hold 0.75
+        (0.75, "moderate"),
+        (0.8, "hard"),
+        (1.0, "hard"),
+    ],
+)
+def test_difficulty_confidence(confidence: float | None, expected: str) -> None:
+    assert vote_difficulty(SPLIT_VOTE, confidence) == expected
+
+
+def test_difficulty_confidence_in_decide() -> None:
+    strict = with_thresholds(difficulty_confidence=0.9)
+    neighbours = [n("hours", 0.9, "easy"), n("hours", 0.9, "moderate"), n("refund", 0.5)]
+    assert decide(neighbours, CONFIG, INTENTS, 10).tier == "mid"  # tie -> harder
+    neighbours = [n("hours", 0.9, "easy"), n("hours", 0.88, "moderate"), n("refund", 0.5)]
+    assert decide(neighbours, CONFIG, INTENTS, 10).tier == "small"
+    assert decide(neighbours, strict, INTENTS, 10).tier == "mid"
+
+
 @pytest.mark.parametrize(
     ("neighbours", "thresholds", "expected"),
     [

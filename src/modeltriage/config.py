@@ -87,6 +87,13 @@ class Thresholds(_Strict):
     min_similarity: float | None = Field(
         default=0.40, ge=-1, le=1, description="below this top similarity nothing matches"
     )
+    difficulty_confidence: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="route to the easiest difficulty whose cumulative vote share (easy, "
+        "then easy+moderate) reaches this; null: the difficulty with the most votes",
+    )
 
 
 class Scoring(_Strict):

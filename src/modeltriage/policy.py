@@ -63,17 +63,33 @@ def runner_up_floor(neighbours: Sequence[Neighbour], aggregation: Aggregation) -
     return min(n.similarity for n in neighbours)
 
 
-def vote_difficulty(neighbours: Sequence[Neighbour]) -> Difficulty:
-    """Vote of the neighbours' difficulties, weighted like the intent vote so the nearest
-    exemplars dominate: one close "easy" override outvotes many distant "hard" ones.
-    A tie goes to the harder difficulty."""
-    weights = dict.fromkeys(DIFFICULTIES, 0.0)
+def difficulty_shares(neighbours: Sequence[Neighbour]) -> dict[Difficulty, float]:
+    """Share of the vote per difficulty, weighted like the intent vote so the nearest
+    exemplars dominate: one close "easy" override outweighs many distant "hard" ones."""
     if not neighbours:
         raise ValueError("cannot vote a difficulty without neighbours")
+    weights = dict.fromkeys(DIFFICULTIES, 0.0)
     best = max(n.similarity for n in neighbours)
     for n in neighbours:
         weights[n.difficulty] += math.exp((n.similarity - best) / VOTE_TEMPERATURE)
-    return max(DIFFICULTIES, key=lambda d: (weights[d], DIFFICULTIES.index(d)))
+    total = sum(weights.values())
+    return {d: w / total for d, w in weights.items()}
+
+
+def vote_difficulty(neighbours: Sequence[Neighbour], confidence: float | None = None) -> Difficulty:
+    """The voted difficulty. Without ``confidence``: the most voted, a tie going to the
+    harder. With it: the easiest difficulty whose cumulative share (easy, then easy and
+    moderate) reaches ``confidence`` -- raising it sends doubtful requests up a tier."""
+    shares = difficulty_shares(neighbours)
+    if confidence is None:
+        return max(DIFFICULTIES, key=lambda d: (shares[d], DIFFICULTIES.index(d)))
+    cumulative = 0.0
+    for difficulty in DIFFICULTIES:
+        cumulative += shares[difficulty]
+        # A hair of tolerance so that confidence 1.0 is reachable despite rounding.
+        if cumulative >= confidence - 1e-9:
+            return difficulty
+    return DIFFICULTIES[-1]
 
 
 def estimate_tokens(text: str, chars_per_token: float) -> int:
@@ -177,7 +193,9 @@ def decide(
     second = runner_up.score if runner_up is not None else runner_up_floor(neighbours, aggregation)
     margin = best.score - second
     intent = intents[best.intent]
-    difficulty = vote_difficulty([n for n in neighbours if n.intent == best.intent])
+    difficulty = vote_difficulty(
+        [n for n in neighbours if n.intent == best.intent], thresholds.difficulty_confidence
+    )
     matched = f"intent {best.intent!r} (score {best.score:.3f}, margin {margin:.3f} over " + (
         f"{runner_up.intent!r})" if runner_up is not None else "any other intent)"
     )
