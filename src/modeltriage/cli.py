@@ -143,7 +143,8 @@ def _check(args: argparse.Namespace) -> int:
     except IndexStateError as exc:
         print(f"index: {exc}; run: modeltriage build --intents {args.intents}")
         return 1
-    if manifest.content_hash != hash_rows(rows):
+    view_key = intent_set.config.scoring.view_key
+    if manifest.content_hash != hash_rows(rows) or manifest.text_view != view_key:
         print(
             f"index: stale (built {manifest.built_at}); run: modeltriage build --intents "
             f"{args.intents}"

@@ -99,6 +99,24 @@ class Thresholds(_Strict):
 class Scoring(_Strict):
     top_k: int = Field(default=10, ge=1, le=1000, description="nearest exemplars looked up")
     aggregation: Aggregation = "max"
+    long_text: Literal["head", "tail"] = Field(
+        default="head",
+        description="which part of a long text is embedded: head (the encoder truncates "
+        "after its window) or tail (the last window_chars characters, where a few-shot "
+        "prompt keeps its real question)",
+    )
+    window_chars: int = Field(default=1000, ge=50, description="tail window, in characters")
+
+    def view(self, text: str) -> str:
+        """The part of ``text`` that is embedded, for exemplars and requests alike."""
+        if self.long_text == "tail" and len(text) > self.window_chars:
+            return text[-self.window_chars :]
+        return text
+
+    @property
+    def view_key(self) -> str:
+        """Recorded in the index manifest: another view means other vectors."""
+        return "head" if self.long_text == "head" else f"tail:{self.window_chars}"
 
 
 class NoMatch(_Strict):

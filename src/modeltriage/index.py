@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from .config import Difficulty, Intent
+from .config import Difficulty, Intent, Scoring
 from .decision import Neighbour
 from .encoders import Encoder, Vectors
 from .errors import IndexMissingError, MissingDependencyError, StaleIndexError
@@ -73,6 +73,7 @@ class Manifest(BaseModel):
     intents: int
     built_at: str
     index_type: str
+    text_view: str = "head"
 
     @property
     def version(self) -> str:
@@ -195,8 +196,10 @@ def build_in_memory(
     rows: Sequence[ExemplarRow],
     encoder: Encoder,
     index_factory: type[FaissIndex] | type[NumpyIndex],
+    scoring: Scoring | None = None,
 ) -> LoadedIndex:
-    vectors = encoder.encode([r.text for r in rows])
+    scoring = Scoring() if scoring is None else scoring
+    vectors = encoder.encode([scoring.view(r.text) for r in rows])
     if vectors.shape != (len(rows), encoder.dim):
         raise ValueError(
             f"encoder {encoder.model_id} returned shape {vectors.shape}, "
@@ -212,6 +215,7 @@ def build_in_memory(
         intents=len({r.intent for r in rows}),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         index_type="faiss.IndexFlatIP" if index_factory is FaissIndex else "numpy",
+        text_view=scoring.view_key,
     )
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
 
@@ -273,8 +277,10 @@ def load_index(
     rows: Sequence[ExemplarRow],
     encoder: Encoder,
     intents_dir: Path | None = None,
+    scoring: Scoring | None = None,
 ) -> LoadedIndex:
     """Load the current build, refusing one that does not match ``rows`` and ``encoder``."""
+    view_key = (Scoring() if scoring is None else scoring).view_key
     hint = _rebuild_hint(intents_dir)
     try:
         build, manifest = read_manifest(index_dir)
@@ -290,6 +296,11 @@ def load_index(
             f"(dim {manifest.dim}), but the router uses {encoder.model_id!r} "
             f"(dim {encoder.dim}); {hint}"
         )
+    if manifest.text_view != view_key:
+        raise StaleIndexError(
+            f"index in {index_dir} embeds the {manifest.text_view!r} part of long texts, "
+            f"but scoring.long_text asks for {view_key!r}; {hint}"
+        )
     expected = content_hash(rows)
     if manifest.content_hash != expected:
         raise StaleIndexError(
@@ -303,12 +314,15 @@ def load_index(
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
 
 
-def index_is_current(index_dir: Path, rows: Sequence[ExemplarRow], encoder_id: str) -> bool:
+def index_is_current(
+    index_dir: Path, rows: Sequence[ExemplarRow], encoder_id: str, view_key: str = "head"
+) -> bool:
     with contextlib.suppress(IndexMissingError, StaleIndexError):
         _, manifest = read_manifest(index_dir)
         return (
             manifest.format == FORMAT_VERSION
             and manifest.encoder == encoder_id
+            and manifest.text_view == view_key
             and manifest.content_hash == content_hash(rows)
         )
     return False

@@ -55,7 +55,9 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     """Embed every exemplar under ``intents_dir`` and save the index beside the intents."""
     intent_set = load_intents(intents_dir)
     encoder = SentenceTransformerEncoder() if encoder is None else encoder
-    loaded = build_in_memory(exemplar_rows(intent_set.intents), encoder, FaissIndex)
+    loaded = build_in_memory(
+        exemplar_rows(intent_set.intents), encoder, FaissIndex, intent_set.config.scoring
+    )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
 
@@ -127,11 +129,13 @@ class Router:
         encoder = SentenceTransformerEncoder() if encoder is None else encoder
         rows = exemplar_rows(intent_set.intents)
         try:
-            index = load_index(intent_set.index_path, rows, encoder, Path(intents_dir))
+            index = load_index(
+                intent_set.index_path, rows, encoder, Path(intents_dir), intent_set.config.scoring
+            )
         except IndexStateError:
             if not build_if_needed:
                 raise
-            index = build_in_memory(rows, encoder, FaissIndex)
+            index = build_in_memory(rows, encoder, FaissIndex, intent_set.config.scoring)
             save_index(index, intent_set.index_path)
         return cls(intent_set, encoder, index, open_logger(intent_set, log))
 
@@ -148,7 +152,7 @@ class Router:
         Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
-        index = build_in_memory(rows, encoder, factory)
+        index = build_in_memory(rows, encoder, factory, intent_set.config.scoring)
         return cls(intent_set, encoder, index, open_logger(intent_set, log))
 
     @property
@@ -230,7 +234,7 @@ class Router:
         if not texts:
             return []
         started = time.perf_counter()
-        vectors = self._encoder.encode(list(texts))
+        vectors = self._encoder.encode([self.config.scoring.view(t) for t in texts])
         all_neighbours = self._index.neighbours(vectors, self.config.scoring.top_k)
         verdicts = [
             decide(
