@@ -363,7 +363,10 @@ def _tune(args: argparse.Namespace) -> int:
         if chosen is None:
             raise InputError("--write: no point reaches the floor, router.yaml left as it is")
         backup = write_thresholds(
-            Path(args.intents) / ROUTER_CONFIG_FILE, chosen.margin, chosen.min_similarity
+            Path(args.intents) / ROUTER_CONFIG_FILE,
+            chosen.margin,
+            chosen.min_similarity,
+            chosen.difficulty_confidence,
         )
         print(f"router.yaml updated; previous version kept as {backup}", file=sys.stderr)
     return 0

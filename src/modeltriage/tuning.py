@@ -89,6 +89,8 @@ class Case:
     expected_intent: str | None = None
     expected_difficulty: Difficulty | None = None
     measured: Mapping[str, float] = field(default_factory=dict)
+    # Real cost per model where known (labelled outcomes); else the router's estimate.
+    costs: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class Point:
     measured_share: float
     tier_share: dict[str, float]
     cascade_rate: float
+    difficulty_confidence: float | None = None
+    flagship_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,15 +146,26 @@ class QualityModel:
 
 
 def with_thresholds(
-    config: RouterConfig, margin: float | None, floor: float | None
+    config: RouterConfig,
+    margin: float | None,
+    floor: float | None,
+    difficulty_confidence: float | None = None,
 ) -> RouterConfig:
-    thresholds = config.thresholds.model_copy(update={"margin": margin, "min_similarity": floor})
+    thresholds = config.thresholds.model_copy(
+        update={
+            "margin": margin,
+            "min_similarity": floor,
+            "difficulty_confidence": difficulty_confidence,
+        }
+    )
     return config.model_copy(update={"thresholds": thresholds})
 
 
 def flagship_cost(config: RouterConfig, case: Case) -> float:
     output = config.cost.expected_output_tokens
     spec = cheapest_in_tier(config, config.flagship_tier, case.input_tokens, output)
+    if spec.name in case.costs:
+        return case.costs[spec.name]
     return model_cost(spec, case.input_tokens, output)
 
 
@@ -161,15 +176,16 @@ def evaluate_point(
     quality: QualityModel,
     margin: float | None,
     floor: float | None,
+    difficulty_confidence: float | None = None,
 ) -> Point:
-    tuned = with_thresholds(config, margin, floor)
+    tuned = with_thresholds(config, margin, floor, difficulty_confidence)
     cost = baseline = 0.0
     judged: list[float] = []
     measured = cascaded = 0
     tiers: Counter[str] = Counter()
     for case in cases:
         verdict = decide(case.neighbours, tuned, intents, case.input_tokens)
-        cost += verdict.estimated_cost_usd
+        cost += case.costs.get(verdict.model, verdict.estimated_cost_usd)
         baseline += flagship_cost(config, case)
         tiers[verdict.tier] += 1
         cascaded += verdict.cascaded
@@ -187,6 +203,8 @@ def evaluate_point(
         measured_share=measured / max(1, len(judged)),
         tier_share={t: tiers[t] / n for t in config.tiers},
         cascade_rate=cascaded / n,
+        difficulty_confidence=difficulty_confidence,
+        flagship_share=tiers[config.flagship_tier] / n,
     )
 
 
@@ -197,11 +215,17 @@ def sweep(
     quality: QualityModel,
     margins: Iterable[float | None] | None = None,
     floors: Iterable[float | None] = DEFAULT_FLOORS,
+    confidences: Iterable[float | None] = (None,),
 ) -> list[Point]:
     if margins is None:
         margins = default_margins(config.scoring.aggregation)
-    floors = tuple(floors)
-    return [evaluate_point(cases, config, intents, quality, m, f) for m in margins for f in floors]
+    floors, confidences = tuple(floors), tuple(confidences)
+    return [
+        evaluate_point(cases, config, intents, quality, m, f, c)
+        for m in margins
+        for f in floors
+        for c in confidences
+    ]
 
 
 def flagship_quality(cases: Sequence[Case], config: RouterConfig, quality: QualityModel) -> float:
@@ -256,15 +280,15 @@ def format_table(points: Sequence[Point], chosen: Point | None, limit: int = 25)
     """The Pareto-efficient points (no other is both cheaper and better), cheapest first."""
     frontier = pareto(points)
     lines = [
-        f"{'margin':>7} {'floor':>6} {'savings':>8} {'quality':>8} {'measured':>9} "
-        f"{'cascade':>8}  tiers"
+        f"{'margin':>7} {'floor':>6} {'d.conf':>6} {'savings':>8} {'quality':>8} "
+        f"{'measured':>9} {'cascade':>8}  tiers"
     ]
     for p in frontier[:limit]:
         mark = "  <- chosen" if p == chosen else ""
         tiers = " ".join(f"{t} {100 * s:.0f}%" for t, s in p.tier_share.items())
         lines.append(
             f"{format_threshold(p.margin):>7} {format_threshold(p.min_similarity):>6} "
-            f"{100 * p.savings:7.1f}% {p.quality:8.3f} {100 * p.measured_share:8.0f}% "
+            f"{format_threshold(p.difficulty_confidence):>6} {100 * p.savings:7.1f}% {p.quality:8.3f} {100 * p.measured_share:8.0f}% "
             f"{100 * p.cascade_rate:7.1f}%  {tiers}{mark}"
         )
     return "\n".join(lines)
@@ -339,7 +363,12 @@ _VALUE = re.compile(
 )
 
 
-def write_thresholds(config_path: Path, margin: float | None, floor: float | None) -> Path:
+def write_thresholds(
+    config_path: Path,
+    margin: float | None,
+    floor: float | None,
+    difficulty_confidence: float | None = None,
+) -> Path:
     """Set ``thresholds.margin`` and ``thresholds.min_similarity`` in router.yaml in place,
     keeping comments and layout; the old file is kept beside it. Returns the backup path."""
     doc = YamlDocument.read(config_path)
@@ -347,6 +376,11 @@ def write_thresholds(config_path: Path, margin: float | None, floor: float | Non
     lines = original.splitlines(keepends=True)
     values = {"margin": margin, "min_similarity": floor}
     thresholds = doc.data.get("thresholds") if isinstance(doc.data, dict) else None
+    # Only mention difficulty_confidence where it matters: set, or already in the file.
+    if difficulty_confidence is not None or (
+        isinstance(thresholds, dict) and "difficulty_confidence" in thresholds
+    ):
+        values["difficulty_confidence"] = difficulty_confidence
     if not isinstance(thresholds, dict):
         block = "\nthresholds:\n" + "".join(
             f"  {k}: {'null' if v is None else v}\n" for k, v in values.items()
@@ -409,6 +443,7 @@ def tune(
     seed: int = 0,
     margins: Iterable[float | None] | None = None,
     floors: Iterable[float | None] = DEFAULT_FLOORS,
+    confidences: Iterable[float | None] = (None,),
 ) -> TuneResult:
     """Sweep on a seeded split, choose on it, report the choice on the held-out part.
 
@@ -421,11 +456,19 @@ def tune(
     fit, test = split(cases, held_out, seed)
     if not fit:
         raise ValueError("no cases to tune on")
-    points = sweep(fit, config, intents, quality, margins, floors)
+    points = sweep(fit, config, intents, quality, margins, floors, confidences)
     baseline = flagship_quality(fit, config, quality)
     chosen = choose(points, floor * baseline)
     tested = (
-        evaluate_point(test, config, intents, quality, chosen.margin, chosen.min_similarity)
+        evaluate_point(
+            test,
+            config,
+            intents,
+            quality,
+            chosen.margin,
+            chosen.min_similarity,
+            chosen.difficulty_confidence,
+        )
         if chosen is not None and test
         else None
     )
