@@ -68,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _intents_arg(p)
 
+    p = sub.add_parser(
+        "learn", help="turn labelled outcomes into intents with learned difficulties"
+    )
+    p.add_argument("outcomes", type=Path, help="*.outcomes.jsonl: per-prompt model outcomes")
+    p.add_argument(
+        "--tiers",
+        required=True,
+        help="TIER=MODEL for two or three tiers, cheapest first, e.g. "
+        "small=mistralai/mixtral-8x7b-chat,mid=zero-one-ai/Yi-34B-Chat,flagship=gpt-4-1106-preview",
+    )
+    p.add_argument("--out", type=Path, required=True, help="new intents directory to write")
+    p.add_argument(
+        "--good", type=float, default=0.5, help="quality counted as answered well (%(default)s)"
+    )
+
     p = sub.add_parser("logs", help="recent logged decisions and a summary of the log")
     p.add_argument("--limit", type=int, default=20, help="recent decisions to list (0: none)")
     p.add_argument(
@@ -92,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         help="tune on the decision log: its stored texts, with feedback as measured quality",
     )
     p.add_argument("--url", help="log URL for --log (default: $MODELTRIAGE_LOG_URL, router.yaml)")
+    p.add_argument(
+        "--outcomes",
+        type=Path,
+        help="*.outcomes.jsonl scored by each chosen model's real quality and cost (the "
+        "router's models must be the file's, e.g. intents made by `modeltriage learn`); "
+        "also sweeps thresholds.difficulty_confidence",
+    )
     p.add_argument(
         "--floor",
         type=float,
@@ -245,6 +267,41 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learn(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .outcomes import (
+        learn_intents,
+        learned_config,
+        parse_tiers,
+        read_outcomes_jsonl,
+        write_intents_dir,
+    )
+
+    tiers = parse_tiers(args.tiers)
+    rows = read_outcomes_jsonl(args.outcomes)
+    known = set().union(*(r.outcomes for r in rows))
+    unknown = [m for _, m in tiers if m not in known]
+    if unknown:
+        raise InputError(f"--tiers: {args.outcomes} has no outcomes for {unknown}")
+    intents, skipped = learn_intents(rows, tiers, good=args.good)
+    config = learned_config(rows, tiers)
+    header = (
+        f"Learned by `modeltriage learn {args.outcomes} --tiers {args.tiers}`.\n"
+        "Each exemplar's difficulty is the cheapest tier whose model answered it well."
+    )
+    write_intents_dir(args.out, config, intents, header)
+    counts = Counter(intent.exemplar_difficulty(e) for intent in intents for e in intent.exemplars)
+    total = sum(counts.values())
+    print(
+        f"wrote {len(intents)} intents, {total} exemplars to {args.out} ({skipped} rows "
+        "skipped: repeated or without outcomes for a tier model)"
+    )
+    print("difficulty: " + ", ".join(f"{d} {counts[d]}" for d in ("easy", "moderate", "hard")))
+    print(f"next: modeltriage build --intents {args.out}")
+    return 0
+
+
 def _log_cases(args: argparse.Namespace, router: Router) -> tuple[list[Case], QualityModel, str]:
     from .decisionlog import open_store, resolve_url
     from .router import LOG_URL_ENV
@@ -294,11 +351,12 @@ def _tune(args: argparse.Namespace) -> int:
         write_thresholds,
     )
 
-    if (args.labelled is None) == (not args.log):
-        raise InputError("tune needs one source: --labelled FILE or --log")
+    if sum((args.labelled is not None, args.log, args.outcomes is not None)) != 1:
+        raise InputError("tune needs one source: --labelled FILE, --outcomes FILE or --log")
     router = Router.load(args.intents, build_if_needed=True, log=False)
     config = router.config
     intents = {intent.name: intent for intent in router.intent_set.intents}
+    confidences: tuple[float | None, ...] = (None,)
     if args.labelled is not None:
         rows = read_intents_jsonl(args.labelled)
         unknown = sorted({r.intent for r in rows if r.intent is not None} - set(intents))
@@ -318,6 +376,26 @@ def _tune(args: argparse.Namespace) -> int:
         quality = QualityModel(config, intents)
         source = "quality is estimated from labels: a request is served well when it reaches "
         source += "a tier at least as strong as its labelled difficulty needs"
+    elif args.outcomes is not None:
+        from .outcomes import CONFIDENCE_GRID, outcome_cases, read_outcomes_jsonl
+
+        outcome_rows = read_outcomes_jsonl(args.outcomes)
+        names = {m.name for m in config.models}
+        missing = names - set().union(*(r.outcomes for r in outcome_rows))
+        if missing:
+            raise InputError(
+                f"{args.outcomes}: no outcomes for the router's models {sorted(missing)}; "
+                "make the intents with `modeltriage learn`"
+            )
+        usable = [r for r in outcome_rows if names <= set(r.outcomes)]
+        cases = outcome_cases(router, usable)
+        quality = QualityModel(config, intents)
+        confidences = CONFIDENCE_GRID
+        source = (
+            f"{len(usable)} prompts with outcomes for every router model "
+            f"({len(outcome_rows) - len(usable)} skipped); quality and cost are the chosen model's "
+            "real ones"
+        )
     else:
         cases, quality, source = _log_cases(args, router)
     try:
@@ -329,6 +407,7 @@ def _tune(args: argparse.Namespace) -> int:
             floor=args.floor,
             held_out=args.held_out,
             seed=args.seed,
+            confidences=confidences,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -403,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _simulate,
         "tune": _tune,
         "logs": _logs,
+        "learn": _learn,
         "serve": _serve,
     }
     try:

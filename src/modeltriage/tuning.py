@@ -288,7 +288,8 @@ def format_table(points: Sequence[Point], chosen: Point | None, limit: int = 25)
         tiers = " ".join(f"{t} {100 * s:.0f}%" for t, s in p.tier_share.items())
         lines.append(
             f"{format_threshold(p.margin):>7} {format_threshold(p.min_similarity):>6} "
-            f"{format_threshold(p.difficulty_confidence):>6} {100 * p.savings:7.1f}% {p.quality:8.3f} {100 * p.measured_share:8.0f}% "
+            f"{format_threshold(p.difficulty_confidence):>6} {100 * p.savings:7.1f}% "
+            f"{p.quality:8.3f} {100 * p.measured_share:8.0f}% "
             f"{100 * p.cascade_rate:7.1f}%  {tiers}{mark}"
         )
     return "\n".join(lines)
