@@ -284,7 +284,7 @@ class Baseline:
     name: str
     quality: float
     cost_usd: float
-    flagship_share: float
+    flagship_share: float | None  # None for the oracle, which picks from every model
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ def evaluate_outcomes(
             "oracle",
             sum(q for q, _ in oracle_rows) / len(usable),
             sum(c for _, c in oracle_rows),
-            float("nan"),
+            None,
         )
     )
     for point in curve:
@@ -442,7 +442,9 @@ def format_outcomes(report: OutcomesReport) -> str:
     lines.append("")
     lines.append("router sweep (difficulty_confidence; random routing at the same flagship share)")
     randoms = {
-        round(b.flagship_share, 6): b for b in report.baselines if b.name.startswith("random")
+        round(b.flagship_share or 0.0, 6): b
+        for b in report.baselines
+        if b.name.startswith("random")
     }
     for p in report.curve:
         label = f"router d.conf={format_threshold(p.difficulty_confidence)}"
