@@ -144,11 +144,15 @@ def test_k_larger_than_the_index(fake_encoder: HashingEncoder) -> None:
     assert ids.shape == (1, 2)
 
 
-def test_another_long_text_view_makes_the_index_stale(tiny_dir: Path, fake_encoder: HashingEncoder) -> None:
+def test_another_long_text_view_makes_the_index_stale(
+    tiny_dir: Path, fake_encoder: HashingEncoder
+) -> None:
     build_index(tiny_dir, encoder=fake_encoder)
     router_yaml = tiny_dir / "router.yaml"
-    router_yaml.write_text(router_yaml.read_text() + "scoring:\n  long_text: tail\n  window_chars: 60\n")
-    with pytest.raises(StaleIndexError, match="'head' part of long texts.*'tail:60'"):
+    router_yaml.write_text(
+        router_yaml.read_text() + "scoring:\n  long_text: tail\n  window_chars: 60\n"
+    )
+    with pytest.raises(StaleIndexError, match=r"'head' part of long texts.*'tail:60'"):
         Router.load(tiny_dir, encoder=fake_encoder)
     build_index(tiny_dir, encoder=fake_encoder)
     router = Router.load(tiny_dir, encoder=fake_encoder)

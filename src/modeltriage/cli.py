@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cli_eval import add_eval_parser, run_eval
 from .errors import IndexStateError, InputError, ModelTriageError
 
 if TYPE_CHECKING:
@@ -136,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         help="fail instead of building a missing or stale index",
     )
     _intents_arg(p)
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -483,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tune": _tune,
         "logs": _logs,
         "learn": _learn,
+        "eval": run_eval,
         "serve": _serve,
     }
     try:

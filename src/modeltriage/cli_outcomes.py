@@ -41,7 +41,7 @@ def add_outcomes_parser(eval_sub: Any) -> None:
     )
     p.add_argument("--plot", type=Path, help="write quality against cost to this PNG")
     p.add_argument("--json", type=Path, help="write the full report as JSON to this path")
-    p.set_defaults(handler=run_outcomes)
+    p.set_defaults(eval_handler=run_outcomes)
 
 
 def run_outcomes(args: argparse.Namespace) -> int:
