@@ -38,6 +38,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/clinc_accuracy.py
+	$(BIN)/python benchmarks/cascade_routerbench.py
 
 clean:
 	rm -rf $(VENV) $(INTENTS)/.index

@@ -131,3 +131,17 @@ def test_real_exemplar_override_routes_by_tier(shipped_router: Router) -> None:
     decision = shipped_router.route("what is a for loop")
     assert decision.intent == "code_debugging"
     assert (decision.difficulty, decision.tier, decision.reason) == ("easy", "small", "confident")
+
+
+def test_escalate_names_the_next_model_up(fake_router: Router) -> None:
+    hedge = "I'm not sure, it depends."
+    by_model = fake_router.escalate(hedge, model="small-a")
+    assert (by_model.escalate, by_model.to_model) == (True, "mid-a")
+    assert "hedge" in by_model.reasons
+    by_text = fake_router.escalate(hedge, text="when do you open on sunday")
+    assert by_text.escalate and by_text.to_model == "mid-a"
+    fine = fake_router.escalate("We open at nine on Sundays.", model="small-a")
+    assert (fine.escalate, fine.to_model, fine.reasons) == (False, None, [])
+    assert fake_router.escalate(hedge, model="big-a").to_model is None
+    with pytest.raises(InputError, match="give `model`"):
+        fake_router.escalate("x")

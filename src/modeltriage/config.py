@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .escalation import EscalationSettings
 from .yamlsource import YamlDocument
 
 Difficulty = Literal["easy", "moderate", "hard"]
@@ -167,6 +168,7 @@ class RouterConfig(_Strict):
     cost: CostEstimate = CostEstimate()
     limits: Limits = Limits()
     log: LogSettings = LogSettings()
+    escalation: EscalationSettings = EscalationSettings()
     index_dir: str = ".index"
 
     @property

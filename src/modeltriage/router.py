@@ -28,6 +28,7 @@ from .policy import decide, estimate_tokens
 
 if TYPE_CHECKING:
     from .decisionlog import DecisionLogger, LogStore
+    from .escalation import Choices, Escalation
 
 LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
 Metadata = Mapping[str, str | int | float | bool | None]
@@ -175,6 +176,68 @@ class Router:
             FeedbackEntry(decision_id=decision_id, quality=quality, source=source, model=model)
         )
 
+    def escalate(
+        self,
+        answer: str,
+        *,
+        model: str | None = None,
+        text: str | None = None,
+        confidence: float | None = None,
+        logprobs: Sequence[float] | None = None,
+        finish_reason: str | None = None,
+        second_answer: str | None = None,
+        choices: Choices | None = None,
+    ) -> Escalation:
+        """Check a cheaper model's answer (``config.escalation``) and, if it should be
+        escalated, name the next model up: from the request's own fallback chain when
+        ``text`` is given, else the cheapest model of the tier above ``model``."""
+        from .escalation import Escalation, check_answer, next_tier_model, stronger_model
+
+        settings = self.config.escalation
+        for name, value in (("answer", answer), ("second_answer", second_answer)):
+            if value is None:
+                continue
+            try:
+                size = len(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise InputError(f"{name} is not valid Unicode (lone surrogates)") from None
+            if size > settings.max_answer_bytes:
+                raise InputError(
+                    f"{name} is over the limit of {settings.max_answer_bytes} bytes "
+                    "(escalation.max_answer_bytes)",
+                    too_large=True,
+                )
+        if text is None and model is None:
+            raise InputError("give `model` (the model that answered) or `text` (the request)")
+        if text is not None:
+            check_text(text, self.config.limits.max_text_bytes)
+        if model is not None:
+            next_tier_model(self.config, model, 0)  # refuses an unknown model up front
+        check = check_answer(
+            answer,
+            settings,
+            confidence=confidence,
+            logprobs=logprobs,
+            finish_reason=finish_reason,
+            second_answer=second_answer,
+            choices=choices,
+        )
+        to_model = None
+        if check.escalate and text is not None:
+            # The request's own chain knows explicit fallbacks and its token count. Not
+            # logged: the original decision already is.
+            decision = self.route(text, log=False)
+            answered_by = decision.model if model is None else model
+            candidates = [decision.model, *decision.fallbacks]
+            to_model = stronger_model(self.config, answered_by, candidates, decision.input_tokens)
+        elif check.escalate and model is not None:
+            # Without the request there is no token count: models compare by the price of
+            # the expected output alone.
+            to_model = next_tier_model(self.config, model, 0)
+        return Escalation(
+            escalate=check.escalate, to_model=to_model, reasons=check.reasons, detail=check.detail
+        )
+
     def close(self) -> None:
         """Flush and close the decision log, if any. Idempotent."""
         if self._logger is not None:
@@ -208,14 +271,24 @@ class Router:
         return self._encoder
 
     def route(
-        self, text: str, *, explain: bool = False, metadata: Metadata | None = None
+        self,
+        text: str,
+        *,
+        explain: bool = False,
+        metadata: Metadata | None = None,
+        log: bool = True,
     ) -> Decision:
         """Decide which model should answer ``text``; ``metadata`` (tenant, conversation,
-        pipeline step...) is stored with the logged decision."""
-        return self.route_batch([text], explain=explain, metadata=metadata)[0]
+        pipeline step...) is stored with the logged decision; ``log=False`` skips the log."""
+        return self.route_batch([text], explain=explain, metadata=metadata, log=log)[0]
 
     def route_batch(
-        self, texts: Sequence[str], *, explain: bool = False, metadata: Metadata | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        explain: bool = False,
+        metadata: Metadata | None = None,
+        log: bool = True,
     ) -> list[Decision]:
         """Route several texts with one encoder call; ``latency_ms`` is the batch's share."""
         limits = self.config.limits
@@ -256,7 +329,7 @@ class Router:
             )
             for verdict, neighbours in zip(verdicts, all_neighbours, strict=True)
         ]
-        if self._logger is not None:
+        if self._logger is not None and log:
             for text, decision in zip(texts, decisions, strict=True):
                 self._logger.log(decision, text, metadata=metadata)
         return decisions

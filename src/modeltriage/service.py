@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from . import __version__
 from .decision import Decision
 from .errors import InputError, MissingDependencyError, ModelTriageError
+from .escalation import Reason
 from .router import Router
 
 try:
@@ -70,6 +71,50 @@ class LogHealth(BaseModel):
     pending: int
     dropped: int
     errors: int
+
+
+LogProb = Annotated[StrictFloat | StrictInt, Field(le=0, allow_inf_nan=False)]
+
+
+class EscalateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: StrictStr = Field(description="the answer the cheap model gave")
+    model: StrictStr | None = Field(
+        default=None, description="the model that answered; default: the routed model of `text`"
+    )
+    text: StrictStr | None = Field(
+        default=None, description="the request: escalate along its routed fallbacks"
+    )
+    decision_id: StrictStr | None = Field(
+        default=None, min_length=1, max_length=100, description="echoed back, for correlation"
+    )
+    confidence: StrictFloat | StrictInt | None = Field(
+        default=None, ge=0, le=1, description="the model's own 0..1 rating of its answer"
+    )
+    logprobs: Annotated[list[LogProb], Field(max_length=262_144)] | None = Field(
+        default=None, description="the answer's token log-probabilities"
+    )
+    finish_reason: StrictStr | None = Field(
+        default=None, max_length=64, examples=["stop", "length"]
+    )
+    second_answer: StrictStr | None = Field(
+        default=None, description="a second cheap model's answer to the same request"
+    )
+    choices: list[StrictStr] | dict[StrictStr, StrictStr] | None = Field(
+        default=None,
+        description="multiple-choice labels, or labels with option texts: the answer must "
+        "pick one, and a second answer is compared by the choice picked",
+        examples=[["A", "B", "C", "D"], {"A": "Ian", "B": "Dennis"}],
+    )
+
+
+class EscalateResponse(BaseModel):
+    escalate: bool
+    to_model: str | None = Field(description="the next model up; null if staying or at the top")
+    reasons: list[Reason]
+    detail: str
+    decision_id: str | None
 
 
 class BatchRouteResponse(BaseModel):
@@ -193,6 +238,30 @@ def create_app(
             body.decision_id, float(body.quality), source=body.source, model=body.model
         )
         return FeedbackResponse(status="recorded", decision_id=body.decision_id)
+
+    @app.post(
+        "/escalate",
+        response_model=EscalateResponse,
+        summary="Check a cheap model's answer: escalate it, and to which model?",
+    )
+    def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
+        result = current(request).escalate(
+            body.answer,
+            model=body.model,
+            text=body.text,
+            confidence=None if body.confidence is None else float(body.confidence),
+            logprobs=None if body.logprobs is None else [float(x) for x in body.logprobs],
+            finish_reason=body.finish_reason,
+            second_answer=body.second_answer,
+            choices=body.choices,
+        )
+        return EscalateResponse(
+            escalate=result.escalate,
+            to_model=result.to_model,
+            reasons=result.reasons,
+            detail=result.detail,
+            decision_id=body.decision_id,
+        )
 
     @app.get("/healthz", response_model=Health, summary="Liveness and the loaded index")
     def healthz(request: Request) -> Health:
