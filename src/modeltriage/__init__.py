@@ -5,7 +5,7 @@ a router is built or loaded.
 """
 
 from .config import IntentSet, RouterConfig, load_intents
-from .decision import Decision, Neighbour
+from .decision import Decision, Message, Neighbour
 from .encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
 from .errors import (
     ConfigError,
@@ -29,6 +29,7 @@ __all__ = [
     "IndexStateError",
     "InputError",
     "IntentSet",
+    "Message",
     "MissingDependencyError",
     "ModelTriageError",
     "Neighbour",

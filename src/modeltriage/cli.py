@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true", help="include the nearest exemplars")
     p.add_argument("--build", action="store_true", help="build the index first if needed")
     p.add_argument("--no-log", action="store_true", help="do not record this decision")
+    p.add_argument("--max-latency-ms", type=float, help="only models typically this fast")
+    p.add_argument("--max-cost-usd", type=float, help="only models estimated this cheap")
+    p.add_argument("--step", help="a pipeline step of router.yaml's `steps`")
     _intents_arg(p)
 
     p = sub.add_parser(
@@ -184,7 +187,13 @@ def _route(args: argparse.Namespace) -> int:
 
     text = sys.stdin.read() if args.text == "-" else args.text
     with Router.load(args.intents, build_if_needed=args.build, log=not args.no_log) as router:
-        decision = router.route(text, explain=args.explain)
+        decision = router.route(
+            text,
+            explain=args.explain,
+            max_latency_ms=args.max_latency_ms,
+            max_cost_usd=args.max_cost_usd,
+            step=args.step,
+        )
     print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
     return 0
 

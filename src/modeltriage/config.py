@@ -155,6 +155,51 @@ class LogSettings(_Strict):
     queue_size: int = Field(default=10_000, ge=1)
 
 
+class HealthSettings(_Strict):
+    """How long a model marked unhealthy (it errored or timed out) is skipped."""
+
+    cooldown_s: float = Field(
+        default=60.0, gt=0, description="default cooldown of Router.mark_unhealthy, in seconds"
+    )
+
+
+class ConversationSettings(_Strict):
+    """How a multi-turn conversation becomes the text that is routed."""
+
+    short_turn_words: int = Field(
+        default=4,
+        ge=1,
+        description="a last user turn with fewer words than this ('and in red?') is routed "
+        "with the previous user turn before it",
+    )
+    sticky: bool = Field(
+        default=False,
+        description="with a conversation_id, do not go down tiers within a conversation",
+    )
+    sticky_turns: int = Field(
+        default=3, ge=1, description="turns a conversation stays at (or above) its tier"
+    )
+    max_conversations: int = Field(
+        default=10_000, ge=1, description="conversations remembered; the least recent go first"
+    )
+    ttl_s: float = Field(
+        default=3600.0, gt=0, description="a conversation idle this long is forgotten"
+    )
+
+
+class Step(_Strict):
+    """Where a pipeline step goes: a tier's cheapest model, or an intent's route."""
+
+    tier: Name | None = None
+    intent: Name | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        if (self.tier is None) == (self.intent is None):
+            raise ValueError("set exactly one of tier or intent")
+        return self
+
+
 class RouterConfig(_Strict):
     tiers: list[Name] = Field(min_length=1, description="cheapest first, flagship last")
     difficulty_tiers: dict[Difficulty, Name] | None = None
@@ -169,6 +214,12 @@ class RouterConfig(_Strict):
     limits: Limits = Limits()
     log: LogSettings = LogSettings()
     escalation: EscalationSettings = EscalationSettings()
+    health: HealthSettings = HealthSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    steps: dict[Name, Step] = Field(
+        default_factory=dict,
+        description="pipeline steps a request may name, each routed to a tier or an intent",
+    )
     index_dir: str = ".index"
 
     @property
@@ -225,7 +276,27 @@ class RouterConfig(_Strict):
                     found.append((("fallbacks", model, j), f"unknown model {fallback!r}"))
                 elif fallback == model:
                     found.append((("fallbacks", model, j), "a model cannot fall back to itself"))
+        for step, target in self.steps.items():
+            if target.tier is not None and target.tier not in tiers:
+                found.append(
+                    (
+                        ("steps", step, "tier"),
+                        f"unknown tier {target.tier!r}; tiers are {self.tiers}",
+                    )
+                )
         return found
+
+    def step_problems(self, intent_names: Iterable[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Steps naming an intent that does not exist (known only once intents are loaded)."""
+        known = set(intent_names)
+        return [
+            (
+                ("steps", step, "intent"),
+                f"unknown intent {target.intent!r}; intents are {sorted(known)}",
+            )
+            for step, target in self.steps.items()
+            if target.intent is not None and target.intent not in known
+        ]
 
 
 def _format_validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
@@ -343,4 +414,8 @@ def load_intents(directory: Path | str) -> IntentSet:
     if not files:
         raise ConfigError("no intent files (*.yaml) found", root)
     intents = validate_intents(config, (load_intent_file(p) for p in files))
+    step_problems = config.step_problems(intent.name for intent in intents)
+    if step_problems:
+        loc, message = step_problems[0]
+        raise YamlDocument.read(config_path).error(message, loc)
     return IntentSet(config=config, intents=intents, source=root)

@@ -8,7 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .config import Difficulty
 
-Reason = Literal["confident", "specialised_model", "low_margin", "no_match"]
+Reason = Literal["confident", "specialised_model", "low_margin", "no_match", "step", "over_budget"]
+
+
+class Message(BaseModel):
+    """One turn of a conversation, as chat APIs send it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
 
 
 class Neighbour(BaseModel):

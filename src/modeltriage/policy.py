@@ -6,11 +6,11 @@ Every function here is deterministic in its arguments so it can be table-tested.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from .config import DIFFICULTIES, Aggregation, Difficulty, Intent, ModelSpec, RouterConfig
-from .decision import Neighbour, Verdict
+from .decision import Message, Neighbour, Verdict
 
 # Temperature of the similarity-weighted vote: cosine gaps between intents are a few
 # hundredths, so a small temperature keeps the nearest exemplars dominant.
@@ -130,16 +130,213 @@ def fallback_chain(
     return chain
 
 
+def conversation_text(messages: Sequence[Message], short_turn_words: int) -> str | None:
+    """The text to route for a conversation: its last user turn, after the previous user
+    turn when the last one is short ("and in red?" means nothing alone). None when there
+    is no user turn with text."""
+    turns = [m.content for m in messages if m.role == "user" and m.content.strip()]
+    if not turns:
+        return None
+    last = turns[-1]
+    if len(turns) > 1 and len(last.split()) < short_turn_words:
+        return f"{turns[-2]} {last}"
+    return last
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What one request allows beyond its exemplars: a pipeline step, budgets, and the
+    models currently marked unhealthy. The default constrains nothing."""
+
+    step: str | None = None
+    min_tier: str | None = None
+    max_latency_ms: float | None = None
+    max_cost_usd: float | None = None
+    unhealthy: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def has_budget(self) -> bool:
+        return self.max_latency_ms is not None or self.max_cost_usd is not None
+
+
+NO_CONSTRAINTS = Constraints()
+
+
+def budget_problem(
+    spec: ModelSpec, input_tokens: int, output_tokens: int, constraints: Constraints
+) -> str | None:
+    """Why ``spec`` breaks the request's budgets, or None when it fits them."""
+    limit = constraints.max_latency_ms
+    if limit is not None:
+        # An unknown latency cannot be promised to fit: it is not eligible.
+        if spec.typical_latency_ms is None:
+            return f"{spec.name} has no typical_latency_ms (unknown latency)"
+        if spec.typical_latency_ms > limit:
+            return (
+                f"{spec.name} typical latency {spec.typical_latency_ms:g} ms > "
+                f"max_latency_ms {limit:g}"
+            )
+    cap = constraints.max_cost_usd
+    if cap is not None:
+        cost = model_cost(spec, input_tokens, output_tokens)
+        if cost > cap:
+            return f"{spec.name} estimated cost ${cost:.6g} > max_cost_usd {cap:g}"
+    return None
+
+
+def budget_overshoot(
+    spec: ModelSpec, input_tokens: int, output_tokens: int, constraints: Constraints
+) -> float:
+    """How far ``spec`` is from the budgets: the largest ratio of value to limit (at most
+    1.0 when it fits); an unknown latency under a latency budget is infinitely far."""
+    ratios = [0.0]
+    if constraints.max_latency_ms is not None:
+        latency = spec.typical_latency_ms
+        ratios.append(math.inf if latency is None else latency / constraints.max_latency_ms)
+    if constraints.max_cost_usd is not None:
+        cost = model_cost(spec, input_tokens, output_tokens)
+        ratios.append(cost / constraints.max_cost_usd)
+    return max(ratios)
+
+
+def substitutes(
+    config: RouterConfig, target: ModelSpec, input_tokens: int, output_tokens: int
+) -> list[ModelSpec]:
+    """``target``, then the models that may replace it, in order: the same tier's other
+    general models by cost, then each stronger tier's (nearest first) by cost, then each
+    cheaper tier's (nearest first) by cost. Stronger before cheaper: quality is only
+    given up when no stronger model is eligible."""
+    position = config.tiers.index(target.tier)
+    tiers = [
+        config.tiers[position],
+        *config.tiers[position + 1 :],
+        *reversed(config.tiers[:position]),
+    ]
+    order = [target]
+    for tier in tiers:
+        general = [m for m in config.models if m.tier == tier and not m.specialised]
+        order.extend(m for m in _by_cost(general, input_tokens, output_tokens) if m != target)
+    return order
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: ModelSpec
+    fallbacks: list[str]
+    notes: list[str]
+    over_budget: bool
+
+
+def apply_constraints(
+    config: RouterConfig,
+    target: ModelSpec,
+    input_tokens: int,
+    output_tokens: int,
+    constraints: Constraints,
+) -> Choice:
+    """Replace ``target`` by the first eligible model (healthy, within budget) of
+    :func:`substitutes`; drop ineligible models from the fallbacks. When no healthy model
+    fits the budget, the closest to it is chosen and ``over_budget`` says so."""
+    notes: list[str] = []
+    unhealthy = constraints.unhealthy
+    candidates = substitutes(config, target, input_tokens, output_tokens)
+    healthy = [m for m in candidates if m.name not in unhealthy]
+    if not healthy:
+        # Refusing to route helps nobody: the caller's failover still has the chain.
+        notes.append("every candidate model is marked unhealthy, so health is ignored")
+        healthy, unhealthy = candidates, frozenset()
+    elif target.name in unhealthy:
+        notes.append(f"{target.name} is marked unhealthy")
+
+    def problem(spec: ModelSpec) -> str | None:
+        return budget_problem(spec, input_tokens, output_tokens, constraints)
+
+    eligible = [m for m in healthy if problem(m) is None]
+    over_budget = not eligible
+    if over_budget:
+        # min() keeps the first of equals, so ties follow the substitution order.
+        chosen = min(
+            healthy, key=lambda m: budget_overshoot(m, input_tokens, output_tokens, constraints)
+        )
+        why = problem(chosen)
+        notes.append(
+            f"budget: no healthy model fits ({_budget_text(constraints)}); {chosen.name} "
+            f"({chosen.tier}) is the closest ({why})"
+        )
+    else:
+        chosen = eligible[0]
+        target_problem = problem(target)
+        if target_problem is not None:
+            notes.append(f"budget: {target_problem}")
+        if chosen != target:
+            notes.append(f"using {chosen.name} ({chosen.tier}) instead")
+    chain = fallback_chain(config, chosen, input_tokens, output_tokens)
+    fallbacks = [
+        name
+        for name in chain
+        if name not in unhealthy
+        # Over budget already, a fallback is better than none; within it, keep within it.
+        and (over_budget or problem(config.model(name)) is None)
+    ]
+    dropped = [name for name in chain if name in unhealthy and name != target.name]
+    if dropped:
+        notes.append(f"unhealthy {', '.join(dropped)} dropped from the fallbacks")
+    return Choice(chosen, fallbacks, notes, over_budget)
+
+
+def _budget_text(constraints: Constraints) -> str:
+    parts = []
+    if constraints.max_latency_ms is not None:
+        parts.append(f"max_latency_ms {constraints.max_latency_ms:g}")
+    if constraints.max_cost_usd is not None:
+        parts.append(f"max_cost_usd {constraints.max_cost_usd:g}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Failover:
+    """The next model to try after failures, or None when the chain is exhausted."""
+
+    model: str | None
+    reason: str
+
+
+def next_model(
+    chain: Sequence[str], failed: Collection[str], unhealthy: Collection[str]
+) -> Failover:
+    """The model to try after ``failed`` in ``chain`` (a decision's model, then its
+    fallbacks). A chain is tried in order, so models before the last failed one were
+    already tried: the answer is the first model after it that has neither failed nor is
+    marked unhealthy."""
+    failed_positions = [i for i, name in enumerate(chain) if name in failed]
+    start = failed_positions[-1] + 1 if failed_positions else 0
+    skipped: list[str] = []
+    for name in chain[start:]:
+        if name in failed:
+            continue
+        if name in unhealthy:
+            skipped.append(name)
+            continue
+        after = f"after {chain[start - 1]} failed" if start else "none of the chain failed"
+        also = f"; skipped unhealthy {', '.join(skipped)}" if skipped else ""
+        return Failover(name, f"next in the chain {after}{also}")
+    also = f" (unhealthy: {', '.join(skipped)})" if skipped else ""
+    return Failover(None, f"no model left in the chain{also}")
+
+
 def decide(
     neighbours: Sequence[Neighbour],
     config: RouterConfig,
     intents: Mapping[str, Intent],
     input_tokens: int,
+    constraints: Constraints = NO_CONSTRAINTS,
 ) -> Verdict:
     """Turn the nearest exemplars into a verdict.
 
-    Order of checks: no match (top similarity below the floor), then low margin
-    (best intent barely ahead of the runner-up), then the intent's own route.
+    Order of checks: a pipeline step (routes without the exemplars), no match (top
+    similarity below the floor), then low margin (best intent barely ahead of the
+    runner-up), then the intent's own route. Whatever is chosen then gives way to the
+    first healthy model within budget (:func:`apply_constraints`).
     """
     output_tokens = config.cost.expected_output_tokens
     thresholds = config.thresholds
@@ -147,18 +344,65 @@ def decide(
     confidence = max((n.similarity for n in neighbours), default=-1.0)
 
     def verdict(model: ModelSpec, reason: str, explanation: str, **fields: object) -> Verdict:
+        floor = constraints.min_tier
+        if floor is not None and config.tiers.index(model.tier) < config.tiers.index(floor):
+            # A conversation does not drop to a weaker tier mid-way (conversation.sticky).
+            model = cheapest_in_tier(config, floor, input_tokens, output_tokens)
+            explanation = f"{explanation}; the conversation stays at tier {floor} -> {model.name}"
+        choice = apply_constraints(config, model, input_tokens, output_tokens, constraints)
+        chosen = choice.model
+        if choice.notes:
+            explanation = f"{explanation}; {'; '.join(choice.notes)}"
         return Verdict.model_validate(
             {
-                "tier": model.tier,
-                "model": model.name,
-                "fallbacks": fallback_chain(config, model, input_tokens, output_tokens),
+                "tier": chosen.tier,
+                "model": chosen.name,
+                "fallbacks": choice.fallbacks,
                 "confidence": round(confidence, 6),
-                "reason": reason,
+                "reason": "over_budget" if choice.over_budget else reason,
                 "explanation": explanation,
-                "estimated_cost_usd": model_cost(model, input_tokens, output_tokens),
+                "estimated_cost_usd": model_cost(chosen, input_tokens, output_tokens),
                 "input_tokens": input_tokens,
                 **fields,
             }
+        )
+
+    if constraints.step is not None:
+        step = config.steps.get(constraints.step)
+        if step is None:
+            raise ValueError(f"unknown step {constraints.step!r}")
+        if step.tier is not None:
+            target = cheapest_in_tier(config, step.tier, input_tokens, output_tokens)
+            return verdict(
+                target,
+                "step",
+                f"step {constraints.step!r} -> tier {step.tier} -> cheapest model "
+                f"{target.name} (exemplars not consulted)",
+                intent=None,
+                runner_up=None,
+                difficulty=None,
+                margin=None,
+                cascaded=False,
+            )
+        assert step.intent is not None  # Step's validator: exactly one of tier, intent
+        intent = intents[step.intent]
+        if intent.model is not None:
+            target = config.model(intent.model)
+            route = f"specialised model {target.name}"
+        else:
+            tier = config.tier_for(intent.difficulty)
+            target = cheapest_in_tier(config, tier, input_tokens, output_tokens)
+            route = f"difficulty {intent.difficulty} -> tier {tier} -> cheapest model {target.name}"
+        return verdict(
+            target,
+            "step",
+            f"step {constraints.step!r} -> intent {intent.name!r}; {route} "
+            "(exemplars not consulted)",
+            intent=intent.name,
+            runner_up=None,
+            difficulty=intent.difficulty,
+            margin=None,
+            cascaded=False,
         )
 
     no_match = not neighbours or (

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .config import IntentSet, RouterConfig, load_intents
-from .decision import Decision
+from .decision import Decision, Message
 from .encoders import Encoder, SentenceTransformerEncoder
 from .errors import IndexStateError, InputError
+from .health import Clock, ModelHealth
 from .index import (
     FaissIndex,
     LoadedIndex,
@@ -24,7 +27,14 @@ from .index import (
     load_index,
     save_index,
 )
-from .policy import decide, estimate_tokens
+from .policy import (
+    Constraints,
+    Failover,
+    conversation_text,
+    decide,
+    estimate_tokens,
+    next_model,
+)
 
 if TYPE_CHECKING:
     from .decisionlog import DecisionLogger, LogStore
@@ -104,12 +114,21 @@ class Router:
         encoder: Encoder,
         index: LoadedIndex,
         logger: DecisionLogger | None = None,
+        *,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._intent_set = intent_set
         self._intents = {intent.name: intent for intent in intent_set.intents}
         self._encoder = encoder
         self._index = index
         self._logger = logger
+        self._health = ModelHealth(clock)
+        self._clock = clock
+        # conversation_id -> (tier position, turns left, expiry time), least recent first
+        self._conversations: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
+        self._conversation_lock = threading.Lock()
+        self._failovers = 0
+        self._failover_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -119,6 +138,7 @@ class Router:
         encoder: Encoder | None = None,
         build_if_needed: bool = False,
         log: bool | str | LogStore = True,
+        clock: Clock = time.monotonic,
     ) -> Router:
         """Load intents and their saved index.
 
@@ -138,7 +158,7 @@ class Router:
                 raise
             index = build_in_memory(rows, encoder, FaissIndex, intent_set.config.scoring)
             save_index(index, intent_set.index_path)
-        return cls(intent_set, encoder, index, open_logger(intent_set, log))
+        return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     @classmethod
     def in_memory(
@@ -148,13 +168,14 @@ class Router:
         *,
         exact_numpy: bool = False,
         log: bool | str | LogStore = False,
+        clock: Clock = time.monotonic,
     ) -> Router:
         """Build the index in memory without touching disk (evaluation, tests).
         Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
         index = build_in_memory(rows, encoder, factory, intent_set.config.scoring)
-        return cls(intent_set, encoder, index, open_logger(intent_set, log))
+        return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     @property
     def logger(self) -> DecisionLogger | None:
@@ -238,6 +259,59 @@ class Router:
             escalate=check.escalate, to_model=to_model, reasons=check.reasons, detail=check.detail
         )
 
+    def _known_model(self, name: str, what: str) -> str:
+        try:
+            self.config.model(name)
+        except KeyError:
+            known = ", ".join(m.name for m in self.config.models)
+            raise InputError(
+                f"{what}: unknown model {name!r}; router.yaml defines {known}"
+            ) from None
+        return name
+
+    def mark_unhealthy(self, model: str, cooldown_s: float | None = None) -> float:
+        """Skip ``model`` in decisions and failovers for ``cooldown_s`` seconds (default
+        ``health.cooldown_s``); returns the seconds left. Marking again restarts it."""
+        self._known_model(model, "mark_unhealthy")
+        if cooldown_s is None:
+            cooldown_s = self.config.health.cooldown_s
+        if not cooldown_s > 0:  # also refuses NaN
+            raise InputError(f"cooldown_s must be more than 0 seconds, got {cooldown_s!r}")
+        return self._health.mark(model, cooldown_s)
+
+    def unhealthy_models(self) -> dict[str, float]:
+        """Models currently marked unhealthy, with their seconds left."""
+        return self._health.unhealthy()
+
+    @property
+    def failovers(self) -> int:
+        """How many failovers (:meth:`failover` / :meth:`next_model` calls) were asked."""
+        return self._failovers
+
+    def failover(self, chain: Decision | Sequence[str], failed: str | Sequence[str]) -> Failover:
+        """The model to try once ``failed`` failed: the first model after the last failed
+        one in ``chain`` (a decision, or its model followed by its fallbacks) that has not
+        failed and is not marked unhealthy; ``model`` None when none is left."""
+        names = [chain.model, *chain.fallbacks] if isinstance(chain, Decision) else list(chain)
+        failed_names = [failed] if isinstance(failed, str) else list(failed)
+        if not names:
+            raise InputError("the model chain is empty")
+        if not failed_names:
+            raise InputError("name at least one failed model")
+        for name in names:
+            self._known_model(name, "chain")
+        for name in failed_names:
+            self._known_model(name, "failed")
+        with self._failover_lock:
+            self._failovers += 1
+        return next_model(names, set(failed_names), set(self._health.unhealthy()))
+
+    def next_model(
+        self, chain: Decision | Sequence[str], failed: str | Sequence[str]
+    ) -> str | None:
+        """:meth:`failover`'s model alone."""
+        return self.failover(chain, failed).model
+
     def close(self) -> None:
         """Flush and close the decision log, if any. Idempotent."""
         if self._logger is not None:
@@ -277,10 +351,122 @@ class Router:
         explain: bool = False,
         metadata: Metadata | None = None,
         log: bool = True,
+        max_latency_ms: float | None = None,
+        max_cost_usd: float | None = None,
+        step: str | None = None,
+        conversation_id: str | None = None,
     ) -> Decision:
         """Decide which model should answer ``text``; ``metadata`` (tenant, conversation,
-        pipeline step...) is stored with the logged decision; ``log=False`` skips the log."""
-        return self.route_batch([text], explain=explain, metadata=metadata, log=log)[0]
+        pipeline step...) is stored with the logged decision; ``log=False`` skips the log.
+
+        ``max_latency_ms`` / ``max_cost_usd``: only models within them are eligible
+        (reason ``over_budget`` when none is). ``step``: a pipeline step of
+        ``router.yaml``'s ``steps``, routed by its tier or intent instead of the exemplars.
+        ``conversation_id``: with ``conversation.sticky``, the conversation does not go
+        down tiers for ``conversation.sticky_turns`` turns.
+        """
+        settings = self.config.conversation
+        if conversation_id is None or not settings.sticky:
+            return self.route_batch(
+                [text],
+                explain=explain,
+                metadata=metadata,
+                log=log,
+                max_latency_ms=max_latency_ms,
+                max_cost_usd=max_cost_usd,
+                step=step,
+            )[0]
+        # The lock guards the state only, not the routing: concurrent turns of one
+        # conversation are rare, and serialising every sticky request would cost more.
+        with self._conversation_lock:
+            floor = self._sticky_tier(conversation_id)
+        decision = self.route_batch(
+            [text],
+            explain=explain,
+            metadata=metadata,
+            log=log,
+            max_latency_ms=max_latency_ms,
+            max_cost_usd=max_cost_usd,
+            step=step,
+            _min_tier=floor,
+        )[0]
+        with self._conversation_lock:
+            self._remember_turn(conversation_id, decision.tier)
+        return decision
+
+    def _sticky_tier(self, conversation_id: str) -> str | None:
+        now = self._clock()
+        state = self._conversations.get(conversation_id)
+        if state is None:
+            return None
+        position, left, expires = state
+        if expires <= now or left <= 0:
+            del self._conversations[conversation_id]
+            return None
+        return self.config.tiers[position]
+
+    def _remember_turn(self, conversation_id: str, tier: str) -> None:
+        settings = self.config.conversation
+        position = self.config.tiers.index(tier)
+        expires = self._clock() + settings.ttl_s
+        state = self._conversations.pop(conversation_id, None)
+        if state is None or position > state[0]:
+            # A new highest tier: stay there for the next sticky_turns turns.
+            self._conversations[conversation_id] = (position, settings.sticky_turns, expires)
+        else:
+            self._conversations[conversation_id] = (state[0], state[1] - 1, expires)
+        while len(self._conversations) > settings.max_conversations:
+            self._conversations.popitem(last=False)
+
+    def route_messages(
+        self,
+        messages: Sequence[Message],
+        *,
+        explain: bool = False,
+        metadata: Metadata | None = None,
+        log: bool = True,
+        max_latency_ms: float | None = None,
+        max_cost_usd: float | None = None,
+        step: str | None = None,
+        conversation_id: str | None = None,
+    ) -> Decision:
+        """Route a conversation by its last user turn, with the previous user turn before
+        it when the last is shorter than ``conversation.short_turn_words``; otherwise like
+        :meth:`route`."""
+        text = conversation_text(messages, self.config.conversation.short_turn_words)
+        if text is None:
+            raise InputError("messages has no user turn with text")
+        return self.route(
+            text,
+            explain=explain,
+            metadata=metadata,
+            log=log,
+            max_latency_ms=max_latency_ms,
+            max_cost_usd=max_cost_usd,
+            step=step,
+            conversation_id=conversation_id,
+        )
+
+    def _constraints(
+        self,
+        max_latency_ms: float | None,
+        max_cost_usd: float | None,
+        step: str | None,
+        min_tier: str | None = None,
+    ) -> Constraints:
+        for name, value in (("max_latency_ms", max_latency_ms), ("max_cost_usd", max_cost_usd)):
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise InputError(f"{name} must be a number more than 0, got {value!r}")
+        if step is not None and step not in self.config.steps:
+            known = ", ".join(sorted(self.config.steps)) or "none (router.yaml has no steps)"
+            raise InputError(f"unknown step {step!r}; known steps: {known}")
+        return Constraints(
+            step=step,
+            min_tier=min_tier,
+            max_latency_ms=None if max_latency_ms is None else float(max_latency_ms),
+            max_cost_usd=None if max_cost_usd is None else float(max_cost_usd),
+            unhealthy=frozenset(self._health.unhealthy()),
+        )
 
     def route_batch(
         self,
@@ -289,8 +475,14 @@ class Router:
         explain: bool = False,
         metadata: Metadata | None = None,
         log: bool = True,
+        max_latency_ms: float | None = None,
+        max_cost_usd: float | None = None,
+        step: str | None = None,
+        _min_tier: str | None = None,
     ) -> list[Decision]:
-        """Route several texts with one encoder call; ``latency_ms`` is the batch's share."""
+        """Route several texts with one encoder call; ``latency_ms`` is the batch's share.
+        Budgets and ``step`` apply to every text (see :meth:`route`)."""
+        constraints = self._constraints(max_latency_ms, max_cost_usd, step, _min_tier)
         limits = self.config.limits
         if len(texts) > limits.max_batch:
             raise InputError(
@@ -315,6 +507,7 @@ class Router:
                 self.config,
                 self._intents,
                 estimate_tokens(text, self.config.cost.chars_per_token),
+                constraints,
             )
             for text, neighbours in zip(texts, all_neighbours, strict=True)
         ]
@@ -330,6 +523,9 @@ class Router:
             for verdict, neighbours in zip(verdicts, all_neighbours, strict=True)
         ]
         if self._logger is not None and log:
+            if step is not None and (metadata is None or "step" not in metadata):
+                # The step is what explains a `step` decision in the log.
+                metadata = {**(metadata or {}), "step": step}
             for text, decision in zip(texts, decisions, strict=True):
                 self._logger.log(decision, text, metadata=metadata)
         return decisions

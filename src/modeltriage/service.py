@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from . import __version__
-from .decision import Decision
+from .decision import Decision, Message
 from .errors import InputError, MissingDependencyError, ModelTriageError
 from .escalation import Reason
 from .router import Router
@@ -33,20 +33,96 @@ Metadata = Annotated[
 ]
 
 
-class RouteRequest(BaseModel):
+Budget = Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]
+
+
+class RouteOptions(BaseModel):
+    """Budgets and the pipeline step, shared by /route and /route/batch."""
+
     model_config = ConfigDict(extra="forbid")
 
-    text: StrictStr = Field(description="the request to route", examples=["what are your hours?"])
+    max_latency_ms: Budget | None = Field(
+        default=None, description="only models whose typical_latency_ms is within it"
+    )
+    max_cost_usd: Budget | None = Field(
+        default=None, description="only models whose estimated cost is within it"
+    )
+    step: StrictStr | None = Field(
+        default=None, max_length=200, description="a pipeline step of router.yaml's `steps`"
+    )
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.max_latency_ms is None else float(self.max_latency_ms)
+
+    @property
+    def cost(self) -> float | None:
+        return None if self.max_cost_usd is None else float(self.max_cost_usd)
+
+
+class RouteRequest(RouteOptions):
+    text: StrictStr | None = Field(
+        default=None, description="the request to route", examples=["what are your hours?"]
+    )
+    messages: Annotated[list[Message], Field(min_length=1, max_length=1000)] | None = Field(
+        default=None,
+        description="instead of text: a conversation, routed by its last user turn",
+    )
+    conversation_id: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="with conversation.sticky: the conversation does not go down tiers",
+    )
     explain: StrictBool = Field(default=False, description="include the nearest exemplars")
     metadata: Metadata | None = None
 
 
-class BatchRouteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BatchRouteRequest(RouteOptions):
     texts: Annotated[list[StrictStr], Field(min_length=1)]
     explain: StrictBool = False
     metadata: Metadata | None = None
+
+
+ModelName = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class NextModelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: StrictStr | None = Field(
+        default=None, min_length=1, max_length=100, description="echoed back, for correlation"
+    )
+    model: ModelName = Field(description="the decision's model")
+    fallbacks: Annotated[list[ModelName], Field(max_length=100)] = Field(
+        default_factory=list, description="the decision's fallbacks"
+    )
+    failed: Annotated[list[ModelName], Field(min_length=1, max_length=100)] = Field(
+        description="models that errored or timed out"
+    )
+
+
+class NextModelResponse(BaseModel):
+    model: str | None = Field(description="the model to try next; null when none is left")
+    reason: str
+    decision_id: str | None
+
+
+class UnhealthyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cooldown_s: Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="default: health.cooldown_s of router.yaml"
+    )
+
+
+class UnhealthyModel(BaseModel):
+    model: str
+    seconds_left: float
+
+
+class UnhealthyModels(BaseModel):
+    unhealthy: list[UnhealthyModel]
 
 
 class FeedbackRequest(BaseModel):
@@ -130,6 +206,8 @@ class Health(BaseModel):
     exemplars: int
     built_at: str
     log: LogHealth | None
+    failovers: int = Field(description="POST /next-model (failover) requests since start")
+    unhealthy_models: list[str]
 
 
 # JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
@@ -217,12 +295,39 @@ def create_app(
 
     @app.post("/route", response_model=Decision, summary="Decide which model answers a request")
     def route(body: RouteRequest, request: Request) -> Decision:
-        return current(request).route(body.text, explain=body.explain, metadata=body.metadata)
+        if body.text is not None and body.messages is not None:
+            raise InputError("give `text` or `messages`, not both")
+        if body.messages is not None:
+            return current(request).route_messages(
+                body.messages,
+                explain=body.explain,
+                metadata=body.metadata,
+                max_latency_ms=body.latency,
+                max_cost_usd=body.cost,
+                step=body.step,
+                conversation_id=body.conversation_id,
+            )
+        if body.text is None:
+            raise InputError("text: Field required (or give `messages`)")
+        return current(request).route(
+            body.text,
+            explain=body.explain,
+            metadata=body.metadata,
+            max_latency_ms=body.latency,
+            max_cost_usd=body.cost,
+            step=body.step,
+            conversation_id=body.conversation_id,
+        )
 
     @app.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
     def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
         decisions = current(request).route_batch(
-            body.texts, explain=body.explain, metadata=body.metadata
+            body.texts,
+            explain=body.explain,
+            metadata=body.metadata,
+            max_latency_ms=body.latency,
+            max_cost_usd=body.cost,
+            step=body.step,
         )
         return BatchRouteResponse(decisions=decisions)
 
@@ -263,6 +368,38 @@ def create_app(
             decision_id=body.decision_id,
         )
 
+    @app.post(
+        "/next-model",
+        response_model=NextModelResponse,
+        summary="A model failed: which model of the decision's chain to try next",
+    )
+    def next_model(body: NextModelRequest, request: Request) -> NextModelResponse:
+        result = current(request).failover([body.model, *body.fallbacks], body.failed)
+        return NextModelResponse(
+            model=result.model, reason=result.reason, decision_id=body.decision_id
+        )
+
+    @app.post(
+        "/health/models/{name}/unhealthy",
+        response_model=UnhealthyModel,
+        summary="Skip a model in decisions and failovers for a cooldown",
+    )
+    def mark_unhealthy(
+        name: str, request: Request, body: UnhealthyRequest | None = None
+    ) -> UnhealthyModel:
+        cooldown = None if body is None or body.cooldown_s is None else float(body.cooldown_s)
+        left = current(request).mark_unhealthy(name, cooldown)
+        return UnhealthyModel(model=name, seconds_left=round(left, 3))
+
+    @app.get("/health/models", response_model=UnhealthyModels, summary="Models marked unhealthy")
+    def unhealthy_models(request: Request) -> UnhealthyModels:
+        return UnhealthyModels(
+            unhealthy=[
+                UnhealthyModel(model=model, seconds_left=round(left, 3))
+                for model, left in current(request).unhealthy_models().items()
+            ]
+        )
+
     @app.get("/healthz", response_model=Health, summary="Liveness and the loaded index")
     def healthz(request: Request) -> Health:
         routed = current(request)
@@ -286,6 +423,8 @@ def create_app(
             exemplars=manifest.exemplars,
             built_at=manifest.built_at,
             log=log,
+            failovers=routed.failovers,
+            unhealthy_models=list(routed.unhealthy_models()),
         )
 
     return app

@@ -1,0 +1,341 @@
+"""Failover, model health, budgets and pipeline steps through the Router and the service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modeltriage import ConfigError, HashingEncoder, InputError, Router, load_intents
+from modeltriage.service import create_app
+
+from .conftest import ROUTER_YAML, TINY_INTENTS
+
+SUNDAY = "when do you open on sunday"  # small-a; fallbacks small-b, mid-a, big-a
+REFUND = "refund my purchase please"  # mid-a
+
+STEPS_YAML = (
+    ROUTER_YAML.replace(
+        "input_usd_per_mtok: 0.10, output_usd_per_mtok: 0.40}",
+        "input_usd_per_mtok: 0.10, output_usd_per_mtok: 0.40, typical_latency_ms: 300}",
+    ).replace(
+        "input_usd_per_mtok: 0.20, output_usd_per_mtok: 0.80}",
+        "input_usd_per_mtok: 0.20, output_usd_per_mtok: 0.80, typical_latency_ms: 200}",
+    )
+    + """\
+health:
+  cooldown_s: 30
+steps:
+  query_rewrite: {tier: small}
+  synthesis: {intent: refund}
+"""
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def router(make_intents: Callable[..., Path], clock: FakeClock) -> Router:
+    directory = make_intents(TINY_INTENTS, STEPS_YAML)
+    return Router.in_memory(
+        load_intents(directory), HashingEncoder(), exact_numpy=True, clock=clock
+    )
+
+
+@pytest.fixture
+def client(router: Router) -> Iterator[TestClient]:
+    with TestClient(create_app(router=router)) as c:
+        yield c
+
+
+# --- library ----------------------------------------------------------------------------
+
+
+def test_next_model_from_a_decision(router: Router) -> None:
+    decision = router.route(SUNDAY)
+    assert [decision.model, *decision.fallbacks] == ["small-a", "small-b", "mid-a", "big-a"]
+    assert router.next_model(decision, "small-a") == "small-b"
+    assert router.next_model(decision, ["small-a", "small-b"]) == "mid-a"
+    assert router.next_model(decision, ["big-a"]) is None
+    router.mark_unhealthy("small-b")
+    assert router.next_model(decision, "small-a") == "mid-a"
+    assert router.failovers == 4
+
+
+def test_unhealthy_models_cool_down_on_the_clock(router: Router, clock: FakeClock) -> None:
+    assert router.mark_unhealthy("small-a") == 30  # health.cooldown_s
+    router.mark_unhealthy("mid-a", cooldown_s=90)
+    clock.now += 10
+    assert router.unhealthy_models() == {"mid-a": 80, "small-a": 20}
+    decision = router.route(SUNDAY)
+    assert (decision.model, decision.fallbacks) == ("small-b", ["big-a"])
+    assert "small-a is marked unhealthy" in decision.explanation
+    clock.now += 20
+    assert router.unhealthy_models() == {"mid-a": 60}
+    assert router.route(SUNDAY).model == "small-a"
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda r: r.mark_unhealthy("gpt-9"), "unknown model 'gpt-9'"),
+        (lambda r: r.mark_unhealthy("small-a", 0), "cooldown_s must be more than 0"),
+        (lambda r: r.next_model(["small-a"], "gpt-9"), "failed: unknown model 'gpt-9'"),
+        (lambda r: r.next_model(["gpt-9"], "small-a"), "chain: unknown model 'gpt-9'"),
+        (lambda r: r.next_model([], "small-a"), "chain is empty"),
+        (lambda r: r.next_model(["small-a"], []), "at least one failed model"),
+        (lambda r: r.route(SUNDAY, max_latency_ms=0), "max_latency_ms must be a number"),
+        (lambda r: r.route(SUNDAY, max_cost_usd=-1), "max_cost_usd must be a number"),
+        (lambda r: r.route(SUNDAY, step="nope"), "known steps: query_rewrite, synthesis"),
+    ],
+)
+def test_bad_library_input_is_an_input_error(
+    router: Router, call: Callable[[Router], object], fragment: str
+) -> None:
+    with pytest.raises(InputError, match=fragment):
+        call(router)
+
+
+def test_route_with_budget_and_step(router: Router) -> None:
+    assert router.route(SUNDAY, max_latency_ms=250).model == "small-b"
+    over = router.route(SUNDAY, max_latency_ms=100)
+    assert over.reason == "over_budget" and "budget:" in over.explanation
+    stepped = router.route(SUNDAY, step="synthesis")
+    assert (stepped.intent, stepped.model, stepped.reason) == ("refund", "mid-a", "step")
+    assert [d.reason for d in router.route_batch([SUNDAY, REFUND], step="query_rewrite")] == [
+        "step",
+        "step",
+    ]
+
+
+def test_step_is_logged_in_the_metadata(make_intents: Callable[..., Path]) -> None:
+    from modeltriage.decisionlog import MemoryStore
+
+    store = MemoryStore()
+    directory = make_intents(TINY_INTENTS, STEPS_YAML)
+    router = Router.in_memory(load_intents(directory), HashingEncoder(), log=store)
+    router.route(SUNDAY, step="query_rewrite", metadata={"tenant": "acme"})
+    assert router.logger is not None and router.logger.flush(timeout=5)
+    assert store.decisions()[0].metadata == {"tenant": "acme", "step": "query_rewrite"}
+    router.close()
+
+
+@pytest.mark.parametrize(
+    ("steps", "line", "fragment"),
+    [
+        ("steps:\n  rewrite: {tier: tiny}\n", 12, "unknown tier 'tiny'"),
+        ("steps:\n  synthesis:\n    intent: legal\n", 13, "unknown intent 'legal'"),
+        ("steps:\n  rewrite: {tier: small, intent: hours}\n", 12, "exactly one of tier or intent"),
+        ("steps:\n  rewrite: {model: small-a}\n", 12, "unknown key"),
+    ],
+)
+def test_bad_steps_are_file_line_errors(
+    make_intents: Callable[..., Path], steps: str, line: int, fragment: str
+) -> None:
+    directory = make_intents(TINY_INTENTS, ROUTER_YAML + steps)
+    with pytest.raises(ConfigError, match=fragment) as info:
+        load_intents(directory)
+    assert (info.value.path, info.value.line) == (directory / "router.yaml", line)
+
+
+# --- service ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "model"),
+    [
+        ({"model": "small-a", "fallbacks": ["small-b", "mid-a"], "failed": ["small-a"]}, "small-b"),
+        ({"model": "small-a", "fallbacks": ["small-b"], "failed": ["small-a", "small-b"]}, None),
+        ({"model": "small-a", "failed": ["small-a"], "decision_id": "d-1"}, None),
+    ],
+)
+def test_next_model_endpoint(
+    client: TestClient, body: dict[str, object], model: str | None
+) -> None:
+    r = client.post("/next-model", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == model and r.json()["reason"]
+    assert r.json()["decision_id"] == body.get("decision_id")
+
+
+def test_unhealthy_endpoints_and_healthz(client: TestClient, clock: FakeClock) -> None:
+    r = client.post("/health/models/small-a/unhealthy")
+    assert r.status_code == 200 and r.json() == {"model": "small-a", "seconds_left": 30.0}
+    client.post("/health/models/mid-a/unhealthy", json={"cooldown_s": 5})
+    clock.now += 2
+    assert client.get("/health/models").json() == {
+        "unhealthy": [
+            {"model": "mid-a", "seconds_left": 3.0},
+            {"model": "small-a", "seconds_left": 28.0},
+        ]
+    }
+    decision = client.post("/route", json={"text": SUNDAY}).json()
+    assert (decision["model"], decision["fallbacks"]) == ("small-b", ["big-a"])
+    r = client.post(
+        "/next-model",
+        json={"model": "small-a", "fallbacks": ["mid-a", "big-a"], "failed": ["small-a"]},
+    )
+    assert r.json()["model"] == "big-a" and "skipped unhealthy mid-a" in r.json()["reason"]
+    health = client.get("/healthz").json()
+    assert health["failovers"] == 1 and health["unhealthy_models"] == ["mid-a", "small-a"]
+
+
+def test_route_budgets_and_steps_over_http(client: TestClient) -> None:
+    r = client.post("/route", json={"text": SUNDAY, "max_latency_ms": 250})
+    assert r.status_code == 200 and r.json()["model"] == "small-b"
+    r = client.post("/route", json={"text": SUNDAY, "max_cost_usd": 1e-9})
+    assert r.json()["reason"] == "over_budget"
+    r = client.post("/route/batch", json={"texts": [SUNDAY, REFUND], "step": "query_rewrite"})
+    assert [d["model"] for d in r.json()["decisions"]] == ["small-a", "small-a"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "fragment"),
+    [
+        ("/route", {"text": SUNDAY, "step": "nope"}, 422, "known steps: query_rewrite, synthesis"),
+        ("/route/batch", {"texts": [SUNDAY], "step": "nope"}, 422, "unknown step 'nope'"),
+        ("/route", {"text": SUNDAY, "max_latency_ms": 0}, 422, "greater than 0"),
+        ("/route", {"text": SUNDAY, "max_cost_usd": "1"}, 422, "max_cost_usd"),
+        ("/next-model", {"model": "small-a", "failed": []}, 422, "failed"),
+        ("/next-model", {"model": "gpt-9", "failed": ["small-a"]}, 422, "unknown model 'gpt-9'"),
+        ("/next-model", {"model": "small-a", "failed": ["x"], "extra": 1}, 422, "Extra inputs"),
+        ("/health/models/gpt-9/unhealthy", None, 422, "unknown model 'gpt-9'"),
+        ("/health/models/small-a/unhealthy", {"cooldown_s": -1}, 422, "greater than 0"),
+    ],
+)
+def test_bad_failover_input_is_4xx(
+    client: TestClient, path: str, body: dict[str, object] | None, status: int, fragment: str
+) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    assert fragment in r.text
+
+
+# --- the real encoder -------------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_real_failover_budget_and_health(shipped_router: Router) -> None:
+    decision = shipped_router.route("what are your hours?", log=False)
+    assert decision.model == "gemini-1.5-flash"
+    assert shipped_router.next_model(decision, "gemini-1.5-flash") == "gpt-4o-mini"
+    # o1 (6000 ms) is too slow for 3 s: claude-3-opus serves the flagship tier instead
+    text = "my router keeps dropping the connection after the firmware update"
+    assert shipped_router.route(text, log=False).model == "o1"
+    fast = shipped_router.route(text, max_latency_ms=3000, log=False)
+    assert (fast.model, fast.reason) == ("claude-3-opus", "confident")
+    assert "o1 typical latency 6000 ms > max_latency_ms 3000" in fast.explanation
+    step = shipped_router.route(text, step="query_rewrite", log=False)
+    assert (step.model, step.reason) == ("gemini-1.5-flash", "step")
+    over = shipped_router.route("what are your hours?", max_latency_ms=10, log=False)
+    assert (over.reason, over.model) == ("over_budget", "gemini-1.5-flash")
+
+
+# --- multi-turn -------------------------------------------------------------------------
+
+
+def test_route_messages(router: Router, client: TestClient) -> None:
+    from modeltriage import Message
+
+    turns = [
+        Message(role="user", content="refund my purchase please"),
+        Message(role="assistant", content="Which order?"),
+        Message(role="user", content="the blue one"),
+    ]
+    decision = router.route_messages(turns)
+    assert decision.intent == "refund"
+    with pytest.raises(InputError, match="no user turn"):
+        router.route_messages([Message(role="assistant", content="hi")])
+    body = {"messages": [t.model_dump() for t in turns]}
+    r = client.post("/route", json=body)
+    assert r.status_code == 200 and r.json()["intent"] == "refund"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"text": SUNDAY, "messages": [{"role": "user", "content": "hi"}]}, "not both"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "no user turn"),
+        ({"explain": True}, "Field required"),
+    ],
+)
+def test_bad_messages_are_422(client: TestClient, body: dict[str, object], fragment: str) -> None:
+    r = client.post("/route", json=body)
+    assert r.status_code == 422, r.text
+    assert fragment in r.text
+
+
+STICKY_YAML = (
+    STEPS_YAML
+    + """\
+conversation:
+  sticky: true
+  sticky_turns: 2
+  max_conversations: 2
+  ttl_s: 100
+"""
+)
+
+
+@pytest.fixture
+def sticky(make_intents: Callable[..., Path], clock: FakeClock) -> Router:
+    directory = make_intents(TINY_INTENTS, STICKY_YAML)
+    return Router.in_memory(
+        load_intents(directory), HashingEncoder(), exact_numpy=True, clock=clock
+    )
+
+
+def test_sticky_conversation_does_not_go_down_tiers(sticky: Router, clock: FakeClock) -> None:
+    assert sticky.route(REFUND, conversation_id="c1").tier == "mid"
+    # the next two turns stay at mid although they alone would go to small
+    first = sticky.route(SUNDAY, conversation_id="c1")
+    assert (first.tier, first.model) == ("mid", "mid-a")
+    assert "the conversation stays at tier mid" in first.explanation
+    assert sticky.route(SUNDAY, conversation_id="c1").tier == "mid"
+    assert sticky.route(SUNDAY, conversation_id="c1").tier == "small"
+    # other conversations and requests without an id are not affected
+    assert sticky.route(SUNDAY, conversation_id="c2").tier == "small"
+    assert sticky.route(SUNDAY).tier == "small"
+
+
+def test_sticky_state_expires_and_is_bounded(sticky: Router, clock: FakeClock) -> None:
+    sticky.route(REFUND, conversation_id="c1")
+    clock.now += 101
+    assert sticky.route(SUNDAY, conversation_id="c1").tier == "small"
+    sticky.route(REFUND, conversation_id="a")
+    sticky.route(REFUND, conversation_id="b")
+    sticky.route(REFUND, conversation_id="c")  # evicts "a", the least recent
+    assert sticky.route(SUNDAY, conversation_id="a").tier == "small"
+    assert sticky.route(SUNDAY, conversation_id="c").tier == "mid"
+
+
+def test_not_sticky_by_default(router: Router, client: TestClient) -> None:
+    router.route(REFUND, conversation_id="c1")
+    assert router.route(SUNDAY, conversation_id="c1").tier == "small"
+    r = client.post("/route", json={"text": SUNDAY, "conversation_id": "c1"})
+    assert r.status_code == 200 and r.json()["tier"] == "small"
+
+
+def test_sticky_over_http(sticky: Router) -> None:
+    with TestClient(create_app(router=sticky)) as c:
+        c.post("/route", json={"text": REFUND, "conversation_id": "c9"})
+        r = c.post(
+            "/route",
+            json={"messages": [{"role": "user", "content": SUNDAY}], "conversation_id": "c9"},
+        )
+        assert r.json()["tier"] == "mid"
