@@ -365,21 +365,13 @@ class Router:
         ``conversation_id``: with ``conversation.sticky``, the conversation does not go
         down tiers for ``conversation.sticky_turns`` turns.
         """
-        settings = self.config.conversation
-        if conversation_id is None or not settings.sticky:
-            return self.route_batch(
-                [text],
-                explain=explain,
-                metadata=metadata,
-                log=log,
-                max_latency_ms=max_latency_ms,
-                max_cost_usd=max_cost_usd,
-                step=step,
-            )[0]
-        # The lock guards the state only, not the routing: concurrent turns of one
-        # conversation are rare, and serialising every sticky request would cost more.
-        with self._conversation_lock:
-            floor = self._sticky_tier(conversation_id)
+        sticky_id = conversation_id if self.config.conversation.sticky else None
+        floor = None
+        if sticky_id is not None:
+            # The lock guards the state only, not the routing: concurrent turns of one
+            # conversation are rare, and serialising every sticky request would cost more.
+            with self._conversation_lock:
+                floor = self._sticky_tier(sticky_id)
         decision = self.route_batch(
             [text],
             explain=explain,
@@ -390,8 +382,9 @@ class Router:
             step=step,
             _min_tier=floor,
         )[0]
-        with self._conversation_lock:
-            self._remember_turn(conversation_id, decision.tier)
+        if sticky_id is not None:
+            with self._conversation_lock:
+                self._remember_turn(sticky_id, decision.tier)
         return decision
 
     def _sticky_tier(self, conversation_id: str) -> str | None:
