@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -142,23 +141,12 @@ class Embeddings:
 
 
 def split_train(rows: Sequence[Any], holdout: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """Per intent, hold out ``holdout`` of the in-scope rows; OOS rows go to the held-out."""
-    by_intent: dict[str, list[Any]] = {}
-    held: list[Any] = []
-    for row in rows:
-        if row.intent is None:
-            held.append(row)
-        else:
-            by_intent.setdefault(row.intent, []).append(row)
-    rng = random.Random(seed)
-    kept: list[Any] = []
-    for name in sorted(by_intent):
-        group = list(by_intent[name])
-        rng.shuffle(group)
-        cut = round(len(group) * holdout)
-        held.extend(group[:cut])
-        kept.extend(group[cut:])
-    return kept, held
+    """Per intent, hold out ``holdout`` of the in-scope rows; OOS rows go to the held-out.
+    The library's split, so these figures and `modeltriage eval intents --tune-floor`
+    choose floors on the same rows."""
+    from modeltriage.evaluation import split_held_out
+
+    return split_held_out(rows, holdout, seed)
 
 
 # --------------------------------------------------------------------------- policy
