@@ -28,6 +28,7 @@ from modeltriage.decisionlog import (
     POSTGRES_MIGRATIONS,
     SQLITE_MIGRATIONS,
     DecisionLogger,
+    EventEntry,
     FeedbackEntry,
     InvalidEntryError,
     LogEntry,
@@ -43,12 +44,14 @@ from modeltriage.decisionlog import (
     read_spool,
     resolve_url,
     sqlite_path,
+    write_entries,
     write_spool,
 )
 
 PG_ENV = "MODELTRIAGE_TEST_POSTGRES_URL"
 PG_HOWTO = f'set {PG_ENV} to run the PostgreSQL cases: eval "$(bash scripts/ci_postgres.sh)"'
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
 LATEST = len(SQLITE_MIGRATIONS)
 WAIT = 10.0  # generous upper bound for waits that normally end in milliseconds
 
@@ -410,6 +413,76 @@ def test_a_batch_is_one_transaction(sql_url: str) -> None:
     store.close()
 
 
+# --------------------------------------------------------------------------- lookup, events
+
+
+def test_a_decision_is_found_by_id_with_its_chain_and_plan(store: LogStore) -> None:
+    plan = {"escalate_to": "big-a", "tier": "flagship", "trigger": "margin"}
+    decision = make_decision(
+        7,
+        fallbacks=["small-b", "big-a"],
+        reason="cascade",
+        cascade={**plan, "estimated_cost_usd": 0.01},
+    )
+    entry = LogEntry.from_decision(decision, "text", at=T0)
+    store.write_decisions([entry, make_entry(1)])
+    found = store.decision("d0007")
+    assert found == entry
+    assert found is not None
+    assert (found.fallbacks, found.cascade_to) == (("small-b", "big-a"), "big-a")
+    assert store.decision("d9999") is None
+
+
+def test_events_round_trip_oldest_first(store: LogStore) -> None:
+    store.write_decisions([make_entry(0)])
+    events = [
+        EventEntry("failover", "mid-a", "big-a", "timeout", "d0000", created_at=T0),
+        EventEntry("escalation", "small-a", None, "keep: no signal", None, created_at=T0),
+        # an event may name a decision this store never logged (another replica's chain)
+        EventEntry("failover", "big-a", None, "no model left", "elsewhere", created_at=T0),
+        EventEntry(
+            "escalation", "mid-a", "big-a", "hedge \x00 \ud800", "d0000", created_at=T0 + HOUR
+        ),
+    ]
+    store.write_events(events[2:])
+    store.write_events(events[:2])
+    store.write_events([])
+    got = store.events()
+    assert [e.detail for e in got] == ["no model left", "timeout", "keep: no signal", got[3].detail]
+    assert [(e.kind, e.model, e.to_model) for e in store.events(decision_id="d0000")] == [
+        ("failover", "mid-a", "big-a"),
+        ("escalation", "mid-a", "big-a"),
+    ]
+    assert [e.model for e in store.events(since=T0 + HOUR)] == ["mid-a"]
+    assert got[0] == events[2]
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"kind": "retry"}, "event kind"),
+        ({"model": ""}, "needs the model"),
+        ({"decision_id": ""}, "decision_id"),
+    ],
+)
+def test_bad_events_are_refused(fields: dict[str, Any], fragment: str) -> None:
+    values: dict[str, Any] = {"kind": "failover", "model": "a", "to_model": None, "detail": "x"}
+    with pytest.raises(InvalidEntryError, match=fragment):
+        EventEntry(**{**values, **fields})
+
+
+def test_logger_writes_events_after_their_decisions() -> None:
+    store = MemoryStore()
+    logger = fast_logger(store)
+    logger.log(make_decision(3), "text")
+    logger.submit(EventEntry("failover", "mid-a", "big-a", "timeout", "d0003"))
+    found = logger.decision("d0003")
+    assert found is not None and found.fallbacks == ("big-a",)
+    assert [e.to_model for e in store.events(decision_id="d0003")] == ["big-a"]
+    assert logger.decision("missing", timeout=1) is None
+    logger.close()
+
+
 # --------------------------------------------------------------------------- migrations
 
 
@@ -460,8 +533,12 @@ def test_upgrade_from_version_1_keeps_rows(sql_url: str) -> None:
 
     store = open_sql(sql_url)
     assert store.schema_version() == LATEST
-    # Columns added after version 1 come back empty: no metadata, no token estimate.
-    old_rows = [dataclasses.replace(r, metadata={}, input_tokens=None) for r in rows]
+    # Columns added after version 1 come back empty: no metadata, no token estimate, no
+    # fallback chain, no cascade plan.
+    old_rows = [
+        dataclasses.replace(r, metadata={}, input_tokens=None, fallbacks=(), cascade_to=None)
+        for r in rows
+    ]
     assert store.decisions() == list(reversed(old_rows))
     store.write_feedback(FeedbackEntry("d0001", 0.75, "user", created_at=T0))
     assert [f.quality for f in store.feedback("d0001")] == [0.75]
@@ -549,6 +626,19 @@ def test_spool_round_trip(tmp_path: Path) -> None:
     write_spool(path, entries[:1])
     write_spool(path, entries[1:])
     assert read_spool(path) == entries
+
+
+def test_spool_keeps_events_and_replays_them(tmp_path: Path) -> None:
+    event = EventEntry("failover", "mid-a", "big-a", "timeout", "d0000", created_at=T0)
+    entries = [make_entry(0), event, make_entry(1)]
+    path = tmp_path / "spool.jsonl"
+    write_spool(path, entries)
+    assert read_spool(path) == entries
+    store = MemoryStore()
+    write_entries(store, read_spool(path))
+    write_entries(store, read_spool(path))  # a second replay writes no decision twice
+    assert len(store.decisions()) == 2
+    assert store.events(decision_id="d0000")[0] == event
 
 
 def test_a_corrupt_spool_names_the_line(tmp_path: Path) -> None:

@@ -297,3 +297,134 @@ def test_tier_for_spreads_difficulties(
         ],  # type: ignore[misc]
     )
     assert {d: config.tier_for(d) for d in expected} == expected  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- cascade plans
+# CONFIG uses aggregation max, so margins are cosine gaps; margin 0.02 sends a gap under
+# 0.02 straight to the flagship, cascade_margin 0.1 plans a cascade for gaps 0.02-0.1.
+
+
+@pytest.mark.parametrize(
+    ("neighbours", "thresholds", "expected"),
+    [
+        # a moderate margin: the routed model first, the flagship named for escalation
+        (
+            [n("hours", 0.85), n("refund", 0.80)],
+            {"cascade_margin": 0.1},
+            ("small-a", "cascade", False, "big-a", "margin"),
+        ),
+        # the specialised model answers first too
+        (
+            [n("code", 0.85), n("refund", 0.80)],
+            {"cascade_margin": 0.1},
+            ("coder", "cascade", False, "big-a", "margin"),
+        ),
+        # a clear margin: no plan
+        (
+            [n("hours", 0.9), n("refund", 0.6)],
+            {"cascade_margin": 0.1},
+            ("small-a", "confident", False, None, None),
+        ),
+        # too close to call: straight to the flagship, no plan
+        (
+            [n("hours", 0.80), n("refund", 0.79)],
+            {"cascade_margin": 0.1},
+            ("big-a", "low_margin", True, None, None),
+        ),
+        # no match: straight to the no-match default, no plan
+        (
+            [n("hours", 0.15), n("refund", 0.1)],
+            {"cascade_margin": 0.1},
+            ("big-a", "no_match", True, None, None),
+        ),
+        # a flagship-tier route has nothing stronger to escalate to
+        (
+            [n("legal", 0.85), n("refund", 0.80)],
+            {"cascade_margin": 0.1},
+            ("big-a", "confident", False, None, None),
+        ),
+        # margin off: every gap below cascade_margin plans a cascade
+        (
+            [n("hours", 0.80), n("refund", 0.79)],
+            {"margin": None, "cascade_margin": 0.1},
+            ("small-a", "cascade", False, "big-a", "margin"),
+        ),
+        # a split difficulty vote: the harder tier is the escalation
+        (
+            [n("hours", 0.9), n("hours", 0.89, "moderate"), n("refund", 0.5)],
+            {"cascade_harder_share": 0.4},
+            ("small-a", "cascade", False, "mid-a", "difficulty"),
+        ),
+        (
+            [n("hours", 0.9)] * 3 + [n("hours", 0.9, "hard")] * 2 + [n("hours", 0.9, "moderate")],
+            {"cascade_harder_share": 0.5},
+            ("small-a", "cascade", False, "big-a", "difficulty"),
+        ),
+        # below the share: no plan
+        (
+            [n("hours", 0.9), n("hours", 0.9), n("hours", 0.9, "moderate")],
+            {"cascade_harder_share": 0.5},
+            ("small-a", "confident", False, None, None),
+        ),
+        # only the best intent's neighbours vote: refund's harder votes do not count
+        (
+            [n("hours", 0.9), n("refund", 0.89), n("refund", 0.88)],
+            {"margin": None, "cascade_harder_share": 0.3},
+            ("small-a", "confident", False, None, None),
+        ),
+    ],
+)
+def test_cascade_plan(
+    neighbours: list[Neighbour], thresholds: dict[str, float | None], expected: tuple[object, ...]
+) -> None:
+    v = decide(neighbours, with_thresholds(**thresholds), INTENTS, input_tokens=20)
+    plan = v.cascade
+    got = (v.model, v.reason, v.cascaded, plan and plan.escalate_to, plan and plan.trigger)
+    assert got == expected
+    if plan is not None:
+        assert "try" in v.explanation and plan.escalate_to in v.explanation
+        assert plan.tier == CONFIG.model(plan.escalate_to).tier
+        assert plan.estimated_cost_usd > v.estimated_cost_usd
+
+
+def test_cascade_plan_respects_health_and_budget() -> None:
+    from modeltriage.policy import Constraints
+
+    config = with_thresholds(cascade_margin=0.1)
+    close = [n("hours", 0.85), n("refund", 0.80)]
+    # the flagship's only model is unhealthy: the plan escalates to its healthy substitute
+    sick = decide(close, config, INTENTS, 20, Constraints(unhealthy=frozenset({"big-a"})))
+    assert sick.cascade is not None and sick.cascade.escalate_to == "mid-a"
+    # a cost budget that only small models fit: no plan, and the explanation says why
+    cheap = decide(close, config, INTENTS, 20, Constraints(max_cost_usd=0.001))
+    assert cheap.model == "small-a" and cheap.cascade is None
+    assert cheap.reason == "confident"
+    assert "no stronger healthy model fits the budget" in cheap.explanation
+
+
+def test_cascade_margin_must_be_above_margin() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"cascade_margin .* must be above margin"):
+        RouterConfig.model_validate(
+            {**CONFIG.model_dump(), "thresholds": {"margin": 0.3, "cascade_margin": 0.3}}
+        )
+
+
+@pytest.mark.parametrize(
+    ("difficulties", "current", "share", "expected"),
+    [
+        (["easy", "moderate"], "easy", 0.5, "moderate"),
+        (["easy", "moderate"], "easy", 0.51, None),
+        (["easy", "moderate", "hard"], "easy", 0.6, "hard"),  # tie goes to the harder
+        (["hard", "hard"], "hard", 0.1, None),  # nothing harder than hard
+        ([], "easy", 0.1, None),
+    ],
+)
+def test_harder_difficulty(
+    difficulties: list[str], current: str, share: float, expected: str | None
+) -> None:
+    from modeltriage.policy import harder_difficulty
+
+    neighbours = [n("hours", 0.9, d) for d in difficulties]
+    assert harder_difficulty(neighbours, current, share) == expected  # type: ignore[arg-type]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from modeltriage import ConfigError, Router
+from modeltriage import ConfigError, HashingEncoder, Router, load_intents
 from modeltriage.cli import main
 from modeltriage.simulation import TrafficRow, read_traffic, simulate
 
-from .conftest import REPO
+from .conftest import REPO, ROUTER_YAML, TINY_INTENTS
 
 
 def test_simulate_scales_the_sample(fake_router: Router) -> None:
@@ -73,3 +74,37 @@ def test_simulate_cli_on_the_shipped_intents(
     # The seed's worked example: routing the easy majority saves most of the spend.
     assert report["savings_share"] > 0.6
     assert report["tier_share"]["small"] > 0.5
+
+
+def test_cascade_plans_are_costed_between_two_bounds(make_intents: Callable[..., Path]) -> None:
+    directory = make_intents(
+        TINY_INTENTS, ROUTER_YAML.replace("margin: 0.02", "margin: 0.02\n  cascade_margin: 0.99")
+    )
+    router = Router.in_memory(load_intents(directory), HashingEncoder(), exact_numpy=True)
+    rows = [
+        TrafficRow("when do you open on sunday?", "hours", "easy"),
+        TrafficRow("what are your opening hours", "hours", "easy"),
+        TrafficRow("I want my money back for this damaged item", "refund", "hard"),
+    ]
+    decisions = router.route_batch([r.text for r in rows])
+    planned = [d for d in decisions if d.cascade is not None]
+    assert planned, [d.reason for d in decisions]
+    first = sum(d.estimated_cost_usd for d in decisions)
+    extra = sum(d.cascade.estimated_cost_usd for d in planned)  # type: ignore[union-attr]
+    full = simulate(rows, decisions, router.config, 300)
+    half = simulate(rows, decisions, router.config, 300, escalation_rate=0.5)
+    assert full.planned_rate == pytest.approx(len(planned) / 3)
+    assert full.daily_cost_usd == pytest.approx((first + extra) * 100)
+    assert half.daily_cost_usd == pytest.approx((first + extra / 2) * 100)
+    assert full.daily_cost_no_escalation_usd == pytest.approx(first * 100)
+    assert full.daily_cost_all_escalate_usd == pytest.approx((first + extra) * 100)
+    # the refund labelled hard went to mid: under-routed, but with a plan to the flagship
+    assert full.under_routed_without_plan is not None and full.under_routed is not None
+    assert full.under_routed_without_plan < full.under_routed
+    with pytest.raises(ValueError, match="escalation_rate"):
+        simulate(rows, decisions, router.config, 300, escalation_rate=1.5)
+
+
+def test_simulate_cli_refuses_a_bad_escalation_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--escalation-rate", "2"]) == 1
+    assert "--escalation-rate must be from 0 to 1" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from modeltriage.tuning import (
     choose,
     evaluate_point,
     split,
+    sweep,
     tune,
     write_thresholds,
 )
@@ -81,6 +82,31 @@ def test_quality_model_judges_by_required_tier(tiny_dir: Path) -> None:
     assert (got.quality, got.measured_share) == (0.4, 1.0)
 
 
+def test_cascade_plans_count_as_escalated(tiny_dir: Path) -> None:
+    intent_set = load_intents(tiny_dir)
+    intents = {i.name: i for i in intent_set.intents}
+    base = intent_set.config
+    config = base.model_copy(
+        update={"thresholds": base.thresholds.model_copy(update={"cascade_margin": 0.5})}
+    )
+    model = QualityModel(config, intents)
+    # hours wins by 0.1 (max aggregation): above margin 0.05, below cascade_margin 0.5
+    moderate = Case((n("hours", 0.9), n("refund", 0.8, "moderate")), 10, expected_intent="refund")
+    planned = evaluate_point([moderate], config, intents, model, 0.05, None)
+    unplanned = evaluate_point([moderate], base, intents, model, 0.05, None)
+    # with the plan: the flagship answers (good enough for a refund) and both are paid
+    assert (planned.quality, planned.tier_share["flagship"]) == (1.0, 1.0)
+    assert (unplanned.quality, unplanned.tier_share["small"]) == (0.0, 1.0)
+    small, flagship = config.model("small-a"), config.model("big-a")
+    expected = sum(
+        (10 * m.input_usd_per_mtok + 300 * m.output_usd_per_mtok) / 1e6 for m in (small, flagship)
+    )
+    assert planned.cost_usd == pytest.approx(expected)
+    # the sweep never proposes a margin the router would refuse next to cascade_margin
+    points = sweep([moderate], config, intents, model, margins=[0.1, 0.5, 0.7, None])
+    assert sorted({p.margin for p in points}, key=str) == [0.1, None]
+
+
 def test_tune_on_fake_routes(fake_router: Router) -> None:
     texts = ["when do you open on sunday", "refund my purchase please", "zzz qqq vvv"] * 10
     labels = ["hours", "refund", None] * 10
@@ -106,7 +132,7 @@ def test_write_thresholds_keeps_comments_and_a_backup(tmp_path: Path) -> None:
     config = load_router_config(path)
     assert (config.thresholds.margin, config.thresholds.min_similarity) == (0.075, None)
     updated = path.read_text()
-    assert "# cascade when best - runner-up share of the vote" in updated
+    assert "# Below `margin` (best - runner-up share of the vote)" in updated
     assert len(updated.splitlines()) == len(shipped.splitlines())
 
 

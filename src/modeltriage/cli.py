@@ -69,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         help='JSON lines {"text": ..., "expected_intent": ... (optional)}: the mix of requests '
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--escalation-rate",
+        type=float,
+        default=1.0,
+        help="share of cascade plans whose cheap answer is escalated (default: %(default)s, "
+        "the upper bound of the cost)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _intents_arg(p)
 
@@ -204,6 +211,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.requests_per_day < 1:
         raise InputError("--requests-per-day must be at least 1")
+    if not 0.0 <= args.escalation_rate <= 1.0:
+        raise InputError(f"--escalation-rate must be from 0 to 1, got {args.escalation_rate}")
     rows = read_traffic(args.traffic)
     # A simulation is not traffic: keep it out of the decision log.
     router = Router.load(args.intents, build_if_needed=True, log=False)
@@ -213,7 +222,7 @@ def _simulate(args: argparse.Namespace) -> int:
         for start in range(0, len(rows), size)
         for decision in router.route_batch([r.text for r in rows[start : start + size]])
     ]
-    report = simulate(rows, decisions, router.config, args.requests_per_day)
+    report = simulate(rows, decisions, router.config, args.requests_per_day, args.escalation_rate)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -410,6 +419,11 @@ def _tune(args: argparse.Namespace) -> int:
         )
     else:
         cases, quality, source = _log_cases(args, router)
+    if config.thresholds.cascade_margin is not None:
+        source += (
+            f"; cascade plans (margin below cascade_margin {config.thresholds.cascade_margin}) "
+            "are counted as escalated: both calls paid, the plan's model answers"
+        )
     try:
         result = tune(
             cases,

@@ -95,6 +95,33 @@ class Thresholds(_Strict):
         description="route to the easiest difficulty whose cumulative vote share (easy, "
         "then easy+moderate) reaches this; null: the difficulty with the most votes",
     )
+    cascade_margin: float | None = Field(
+        default=None,
+        ge=0,
+        description="a match whose margin is at least `margin` but below this is only "
+        "moderately sure: the routed model answers first and the decision carries a "
+        "cascade plan naming the flagship to escalate to when the answer fails the "
+        "check (POST /escalate); null: no cascade plans on margin",
+    )
+    cascade_harder_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="plan a cascade when at least this share of the best intent's "
+        "neighbours voted a harder difficulty than the routed one: the routed model "
+        "answers first, the harder difficulty's tier is the escalation; null: off",
+    )
+
+    @model_validator(mode="after")
+    def _cascade_above_margin(self) -> Thresholds:
+        margin, cascade = self.margin, self.cascade_margin
+        if margin is not None and cascade is not None and cascade <= margin:
+            raise ValueError(
+                f"cascade_margin ({cascade}) must be above margin ({margin}): below margin "
+                "goes straight to the flagship, from margin to cascade_margin tries the "
+                "routed model first"
+            )
+        return self
 
 
 class Scoring(_Strict):

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .config import Difficulty
 
-Reason = Literal["confident", "specialised_model", "low_margin", "no_match", "step", "over_budget"]
+Reason = Literal[
+    "confident", "specialised_model", "cascade", "low_margin", "no_match", "step", "over_budget"
+]
 
 
 class Message(BaseModel):
@@ -31,6 +33,20 @@ class Neighbour(BaseModel):
     similarity: float
 
 
+class CascadePlan(BaseModel):
+    """Try the decision's model first; if its answer fails the check, call ``escalate_to``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    escalate_to: str = Field(description="the model to call when the first answer fails")
+    tier: str = Field(description="tier of escalate_to")
+    trigger: Literal["margin", "difficulty"] = Field(
+        description="margin: the intent match is only moderately sure; difficulty: enough "
+        "neighbours voted a harder difficulty"
+    )
+    estimated_cost_usd: float = Field(description="extra cost when the answer is escalated")
+
+
 class Verdict(BaseModel):
     """What the policy decided, from the neighbours alone (no I/O, no ids, no clocks)."""
 
@@ -47,6 +63,11 @@ class Verdict(BaseModel):
         description="best intent score minus runner-up; null when nothing matches"
     )
     cascaded: bool = Field(description="true when uncertainty sent the request up a tier")
+    cascade: CascadePlan | None = Field(
+        default=None,
+        description="set when the model should answer first and the answer be checked "
+        "(reason `cascade`); null: use the model's answer as it is",
+    )
     reason: Reason
     explanation: str
     estimated_cost_usd: float = Field(description="from the model's prices and a token estimate")

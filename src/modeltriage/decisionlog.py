@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .decision import Decision
@@ -133,12 +133,17 @@ class LogEntry:
     metadata: Metadata = field(default_factory=dict)
     # The token estimate behind estimated_cost_usd; None in rows logged before schema 3.
     input_tokens: int | None = None
+    # The failover chain and the cascade plan's model, so a decision can be acted on by
+    # id alone (/next-model, /escalate); empty and None in rows logged before schema 4.
+    fallbacks: tuple[str, ...] = ()
+    cascade_to: str | None = None
 
     def __post_init__(self) -> None:
         if not self.decision_id:
             raise InvalidEntryError("decision_id must not be empty")
         object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
         object.__setattr__(self, "metadata", _checked_metadata(self.metadata))
+        object.__setattr__(self, "fallbacks", tuple(self.fallbacks))
 
     @classmethod
     def from_decision(
@@ -170,11 +175,14 @@ class LogEntry:
             index_version=decision.index_version,
             metadata={} if metadata is None else metadata,
             input_tokens=decision.input_tokens,
+            fallbacks=tuple(decision.fallbacks),
+            cascade_to=None if decision.cascade is None else decision.cascade.escalate_to,
         )
 
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["created_at"] = self.created_at.isoformat()
+        data["fallbacks"] = list(self.fallbacks)
         return data
 
     @classmethod
@@ -212,6 +220,52 @@ class FeedbackEntry:
         object.__setattr__(self, "quality", float(quality))
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+
+EventKind = Literal["failover", "escalation"]
+EVENT_KINDS: tuple[EventKind, ...] = ("failover", "escalation")
+
+
+@dataclass(frozen=True)
+class EventEntry:
+    """What happened after a decision: a failover (``model`` failed, ``to_model`` is
+    next) or an answer check (``model`` answered; ``to_model`` is set when escalated).
+    ``decision_id`` is None when the caller gave a chain or a model but no id."""
+
+    kind: EventKind
+    model: str
+    to_model: str | None
+    detail: str
+    decision_id: str | None = None
+    created_at: datetime = field(default_factory=_utcnow)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise InvalidEntryError(f"event kind must be one of {EVENT_KINDS}, got {self.kind!r}")
+        if not self.model:
+            raise InvalidEntryError("an event needs the model it is about")
+        if self.decision_id == "":
+            raise InvalidEntryError("decision_id must not be empty")
+        object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> EventEntry:
+        values = dict(data)
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        return cls(**values)
+
+
+Entry = LogEntry | EventEntry
 
 
 # --------------------------------------------------------------------------- URLs
@@ -310,6 +364,19 @@ class LogStore(Protocol):
         """Feedback (for one decision, or all), oldest first."""
         ...
 
+    def decision(self, decision_id: str) -> LogEntry | None:
+        """One logged decision, or None when the id was never logged."""
+        ...
+
+    def write_events(self, entries: Sequence[EventEntry]) -> None:
+        """Append events in one transaction (an event's decision need not be logged)."""
+
+    def events(
+        self, *, decision_id: str | None = None, since: datetime | None = None
+    ) -> list[EventEntry]:
+        """Events (for one decision, or all) created at or after ``since``, oldest first."""
+        ...
+
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
@@ -329,6 +396,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._decisions: dict[str, LogEntry] = {}
         self._feedback: list[FeedbackEntry] = []
+        self._events: list[EventEntry] = []
         self._closed = False
 
     def _check_open(self) -> None:
@@ -368,6 +436,27 @@ class MemoryStore:
             rows = [f for f in self._feedback if decision_id in (None, f.decision_id)]
         return sorted(rows, key=lambda f: f.created_at)
 
+    def decision(self, decision_id: str) -> LogEntry | None:
+        with self._lock:
+            self._check_open()
+            return self._decisions.get(decision_id)
+
+    def write_events(self, entries: Sequence[EventEntry]) -> None:
+        with self._lock:
+            self._check_open()
+            self._events.extend(entries)
+
+    def events(
+        self, *, decision_id: str | None = None, since: datetime | None = None
+    ) -> list[EventEntry]:
+        since = _check_query(None, since)
+        with self._lock:
+            self._check_open()
+            rows = [e for e in self._events if decision_id in (None, e.decision_id)]
+        if since is not None:
+            rows = [e for e in rows if e.created_at >= since]
+        return sorted(rows, key=lambda e: e.created_at)
+
     def schema_version(self) -> int:
         return len(SQLITE_MIGRATIONS)
 
@@ -404,8 +493,11 @@ _ENTRY_COLUMNS = (
     "index_version",
     "metadata",
     "input_tokens",
+    "fallbacks",
+    "cascade_to",
 )
 _FEEDBACK_COLUMNS = ("decision_id", "quality", "source", "model", "created_at")
+_EVENT_COLUMNS = ("kind", "model", "to_model", "detail", "decision_id", "created_at")
 
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -455,6 +547,26 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         3,
         "input token estimate, so spend can be compared with all-flagship",
         ("ALTER TABLE decisions ADD COLUMN input_tokens INTEGER",),
+    ),
+    Migration(
+        4,
+        "fallback chain and cascade plan per decision; failover and escalation events",
+        (
+            "ALTER TABLE decisions ADD COLUMN fallbacks TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE decisions ADD COLUMN cascade_to TEXT",
+            # No foreign key: an event about a chain the caller sent has no decision.
+            """CREATE TABLE events (
+                seq INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL CHECK (kind IN ('failover', 'escalation')),
+                model TEXT NOT NULL,
+                to_model TEXT,
+                detail TEXT NOT NULL,
+                decision_id TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_decision_id ON events (decision_id)",
+            "CREATE INDEX events_created_at ON events (created_at)",
+        ),
     ),
 )
 
@@ -506,6 +618,25 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         3,
         "input token estimate, so spend can be compared with all-flagship",
         ("ALTER TABLE decisions ADD COLUMN input_tokens INTEGER",),
+    ),
+    Migration(
+        4,
+        "fallback chain and cascade plan per decision; failover and escalation events",
+        (
+            "ALTER TABLE decisions ADD COLUMN fallbacks JSONB NOT NULL DEFAULT '[]'::jsonb",
+            "ALTER TABLE decisions ADD COLUMN cascade_to TEXT",
+            """CREATE TABLE events (
+                seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                kind TEXT NOT NULL CHECK (kind IN ('failover', 'escalation')),
+                model TEXT NOT NULL,
+                to_model TEXT,
+                detail TEXT NOT NULL,
+                decision_id TEXT,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX events_decision_id ON events (decision_id)",
+            "CREATE INDEX events_created_at ON events (created_at)",
+        ),
     ),
 )
 
@@ -561,6 +692,10 @@ class _SQLStore(ABC):
 
     @abstractmethod
     def _encode_entry(self, entry: LogEntry) -> tuple[Any, ...]: ...
+
+    @abstractmethod
+    def _text(self, text: str) -> str:
+        """``text`` as the database can hold it."""
 
     @abstractmethod
     def _decode_entry(self, row: Sequence[Any]) -> LogEntry: ...
@@ -665,6 +800,61 @@ class _SQLStore(ABC):
         with self._guard("read decisions"):
             rows = self._execute(sql, params).fetchall()
         return [self._decode_entry(row) for row in rows]
+
+    def decision(self, decision_id: str) -> LogEntry | None:
+        sql = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM decisions WHERE decision_id = {self._param}"
+        with self._guard("read a decision"):
+            rows = self._execute(sql, (decision_id,)).fetchall()
+        return self._decode_entry(rows[0]) if rows else None
+
+    def write_events(self, entries: Sequence[EventEntry]) -> None:
+        if not entries:
+            return
+        marks = ", ".join([self._param] * len(_EVENT_COLUMNS))
+        sql = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({marks})"
+        rows = [
+            (
+                e.kind,
+                self._text(e.model),
+                None if e.to_model is None else self._text(e.to_model),
+                self._text(e.detail),
+                e.decision_id,
+                self._encode_time(e.created_at),
+            )
+            for e in entries
+        ]
+        with self._guard(f"write {len(rows)} events", write=True):
+            self._executemany(sql, rows)
+
+    def events(
+        self, *, decision_id: str | None = None, since: datetime | None = None
+    ) -> list[EventEntry]:
+        since = _check_query(None, since)
+        sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
+        where: list[str] = []
+        params: list[Any] = []
+        if decision_id is not None:
+            where.append(f"decision_id = {self._param}")
+            params.append(decision_id)
+        if since is not None:
+            where.append(f"created_at >= {self._param}")
+            params.append(self._encode_time(since))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, seq"
+        with self._guard("read events"):
+            rows = self._execute(sql, params).fetchall()
+        return [
+            EventEntry(
+                kind=row[0],
+                model=row[1],
+                to_model=row[2],
+                detail=row[3],
+                decision_id=row[4],
+                created_at=self._decode_time(row[5]),
+            )
+            for row in rows
+        ]
 
     def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
         sql = f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback"
@@ -818,13 +1008,19 @@ class SQLiteStore(_SQLStore):
             # ASCII escapes keep lone surrogates intact through the database.
             json.dumps(dict(entry.metadata)),
             entry.input_tokens,
+            json.dumps(list(entry.fallbacks)),
+            entry.cascade_to,
         )
+
+    def _text(self, text: str) -> str:
+        return _storable(text)
 
     def _decode_entry(self, row: Sequence[Any]) -> LogEntry:
         values = dict(zip(_ENTRY_COLUMNS, row, strict=True))
         values["created_at"] = self._decode_time(values["created_at"])
         values["cascaded"] = bool(values["cascaded"])
         values["metadata"] = json.loads(values["metadata"])
+        values["fallbacks"] = tuple(json.loads(values["fallbacks"]))
         return LogEntry(**values)
 
     def _feedback_insert_sql(self) -> str:
@@ -946,11 +1142,17 @@ class PostgresStore(_SQLStore):
             entry.index_version,
             _pg_metadata(entry.metadata),
             entry.input_tokens,
+            json.dumps(list(entry.fallbacks)),
+            entry.cascade_to,
         )
+
+    def _text(self, text: str) -> str:
+        return _pg_text(text)
 
     def _decode_entry(self, row: Sequence[Any]) -> LogEntry:
         values = dict(zip(_ENTRY_COLUMNS, row, strict=True))
         values["created_at"] = self._decode_time(values["created_at"])
+        values["fallbacks"] = tuple(values["fallbacks"])
         return LogEntry(**values)
 
     def _feedback_insert_sql(self) -> str:
@@ -968,30 +1170,44 @@ class PostgresStore(_SQLStore):
 # --------------------------------------------------------------------------- spool
 
 
-def write_spool(path: Path | str, entries: Sequence[LogEntry]) -> None:
+def write_spool(path: Path | str, entries: Sequence[Entry]) -> None:
     """Append entries to a JSON-lines file that :func:`read_spool` can load back."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("a", encoding="utf-8") as handle:
         for entry in entries:
-            handle.write(json.dumps(entry.to_json_dict()) + "\n")
+            # Decisions stay bare objects, as spools written before events were.
+            data = entry.to_json_dict()
+            line = {"event": data} if isinstance(entry, EventEntry) else data
+            handle.write(json.dumps(line) + "\n")
 
 
-def read_spool(path: Path | str) -> list[LogEntry]:
-    """The entries a logger spooled; replay them with ``store.write_decisions``."""
+def read_spool(path: Path | str) -> list[Entry]:
+    """The entries a logger spooled; replay them with :func:`write_entries`."""
     source = Path(path)
-    entries = []
+    entries: list[Entry] = []
     with source.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                entries.append(LogEntry.from_json_dict(json.loads(line)))
+                data = json.loads(line)
+                if "event" in data:
+                    entries.append(EventEntry.from_json_dict(data["event"]))
+                else:
+                    entries.append(LogEntry.from_json_dict(data))
             except (ValueError, TypeError, KeyError) as exc:
                 raise LogStoreError(
-                    f"line {number} is not a spooled decision: {exc}", str(source)
+                    f"line {number} is not a spooled decision or event: {exc}", str(source)
                 ) from exc
     return entries
+
+
+def write_entries(store: LogStore, entries: Sequence[Entry]) -> None:
+    """Write decisions, then events; repeating it after a failure writes no decision
+    twice (ids are unique)."""
+    store.write_decisions([e for e in entries if isinstance(e, LogEntry)])
+    store.write_events([e for e in entries if isinstance(e, EventEntry)])
 
 
 # --------------------------------------------------------------------------- logger
@@ -1032,7 +1248,7 @@ class DecisionLogger:
         self._close_attempts = max(1, close_attempts)
 
         self._cond = threading.Condition()
-        self._buffer: deque[LogEntry] = deque()
+        self._buffer: deque[Entry] = deque()
         self._accepted = 0
         self._finished = 0  # written, spooled or lost
         self._written = 0
@@ -1090,7 +1306,7 @@ class DecisionLogger:
 
     # Producer side.
 
-    def submit(self, entry: LogEntry) -> bool:
+    def submit(self, entry: Entry) -> bool:
         """Queue ``entry``; False (and counted in :attr:`dropped`) when the queue is full."""
         with self._cond:
             if self._closing or len(self._buffer) >= self._queue_size:
@@ -1109,6 +1325,13 @@ class DecisionLogger:
             decision, text, store_text=self.store_text, metadata=metadata
         )
         return self.submit(entry)
+
+    def decision(self, decision_id: str, *, timeout: float | None = 5.0) -> LogEntry | None:
+        """The logged decision, flushing the queue first if it may still be in it."""
+        found = self.store.decision(decision_id)
+        if found is None and self.flush(timeout):
+            found = self.store.decision(decision_id)
+        return found
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
@@ -1197,7 +1420,7 @@ class DecisionLogger:
                 self._spool(batch)
             self._finish(len(batch))
 
-    def _next_batch(self) -> list[LogEntry] | None:
+    def _next_batch(self) -> list[Entry] | None:
         with self._cond:
             while not self._buffer:
                 if self._closing:
@@ -1217,12 +1440,12 @@ class DecisionLogger:
             size = min(self._batch_size, len(self._buffer))
             return [self._buffer.popleft() for _ in range(size)]
 
-    def _write_with_retry(self, batch: list[LogEntry]) -> bool:
+    def _write_with_retry(self, batch: list[Entry]) -> bool:
         delay = self._retry_initial_s
         attempts_while_closing = 0
         while True:
             try:
-                self.store.write_decisions(batch)
+                write_entries(self.store, batch)
             except Exception as exc:
                 self._count_error(exc, len(batch))
             else:
@@ -1255,7 +1478,7 @@ class DecisionLogger:
                 exc,
             )
 
-    def _spool(self, entries: list[LogEntry]) -> int:
+    def _spool(self, entries: list[Entry]) -> int:
         """Keep entries the store would not take; returns how many were kept."""
         if not entries:
             return 0

@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .config import DIFFICULTIES, Aggregation, Difficulty, Intent, ModelSpec, RouterConfig
-from .decision import Message, Neighbour, Verdict
+from .decision import CascadePlan, Message, Neighbour, Verdict
 
 # Temperature of the similarity-weighted vote: cosine gaps between intents are a few
 # hundredths, so a small temperature keeps the nearest exemplars dominant.
@@ -324,6 +325,60 @@ def next_model(
     return Failover(None, f"no model left in the chain{also}")
 
 
+def harder_difficulty(
+    neighbours: Sequence[Neighbour], difficulty: Difficulty, share: float
+) -> Difficulty | None:
+    """The harder difficulty to escalate to when at least ``share`` of the vote went to
+    difficulties above ``difficulty`` (the most voted of them, a tie to the harder);
+    None when fewer did or ``neighbours`` is empty."""
+    if not neighbours:
+        return None
+    shares = difficulty_shares(neighbours)
+    harder = DIFFICULTIES[DIFFICULTIES.index(difficulty) + 1 :]
+    if not harder or sum(shares[d] for d in harder) < share:
+        return None
+    return max(reversed(harder), key=lambda d: shares[d])
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Why a verdict should carry a cascade plan, and to which tier."""
+
+    tier: str
+    trigger: Literal["margin", "difficulty"]
+    why: str
+
+
+def plan_cascade(
+    config: RouterConfig,
+    first: ModelSpec,
+    request: PlanRequest,
+    input_tokens: int,
+    output_tokens: int,
+    constraints: Constraints,
+) -> tuple[CascadePlan | None, str]:
+    """The plan for a verdict whose model is ``first``, and the sentence explaining it
+    (or why there is none: nothing stronger, or nothing stronger within budget)."""
+    tiers = config.tiers
+    if tiers.index(request.tier) <= tiers.index(first.tier):
+        return None, f"{request.why}, but {first.name} is already at tier {first.tier}"
+    target = cheapest_in_tier(config, request.tier, input_tokens, output_tokens)
+    choice = apply_constraints(config, target, input_tokens, output_tokens, constraints)
+    to = choice.model
+    if choice.over_budget or tiers.index(to.tier) <= tiers.index(first.tier):
+        return None, f"{request.why}, but no stronger healthy model fits the budget"
+    plan = CascadePlan(
+        escalate_to=to.name,
+        tier=to.tier,
+        trigger=request.trigger,
+        estimated_cost_usd=model_cost(to, input_tokens, output_tokens),
+    )
+    return plan, (
+        f"{request.why}: try {first.name} first, escalate to {to.name} ({to.tier}) "
+        "if its answer fails the check"
+    )
+
+
 def decide(
     neighbours: Sequence[Neighbour],
     config: RouterConfig,
@@ -343,7 +398,14 @@ def decide(
     aggregation = config.scoring.aggregation
     confidence = max((n.similarity for n in neighbours), default=-1.0)
 
-    def verdict(model: ModelSpec, reason: str, explanation: str, **fields: object) -> Verdict:
+    def verdict(
+        model: ModelSpec,
+        reason: str,
+        explanation: str,
+        *,
+        plan_request: PlanRequest | None = None,
+        **fields: object,
+    ) -> Verdict:
         floor = constraints.min_tier
         if floor is not None and config.tiers.index(model.tier) < config.tiers.index(floor):
             # A conversation does not drop to a weaker tier mid-way (conversation.sticky).
@@ -353,11 +415,20 @@ def decide(
         chosen = choice.model
         if choice.notes:
             explanation = f"{explanation}; {'; '.join(choice.notes)}"
+        plan = None
+        if plan_request is not None and not choice.over_budget:
+            plan, why = plan_cascade(
+                config, chosen, plan_request, input_tokens, output_tokens, constraints
+            )
+            explanation = f"{explanation}; {why}"
+            if plan is not None:
+                reason = "cascade"
         return Verdict.model_validate(
             {
                 "tier": chosen.tier,
                 "model": chosen.name,
                 "fallbacks": choice.fallbacks,
+                "cascade": plan,
                 "confidence": round(confidence, 6),
                 "reason": "over_budget" if choice.over_budget else reason,
                 "explanation": explanation,
@@ -443,7 +514,7 @@ def decide(
     matched = f"intent {best.intent!r} (score {best.score:.3f}, margin {margin:.3f} over " + (
         f"{runner_up.intent!r})" if runner_up is not None else "any other intent)"
     )
-    common = {
+    common: dict[str, Any] = {
         "intent": best.intent,
         "runner_up": None if runner_up is None else runner_up.intent,
         "difficulty": difficulty,
@@ -458,10 +529,31 @@ def decide(
             target,
             "low_margin",
             f"{matched} is below margin {thresholds.margin}: too close to call, "
-            f"cascaded to flagship {target.name}",
+            f"sent straight to flagship {target.name}",
             cascaded=True,
             **common,
         )
+
+    plan_request = None
+    if thresholds.cascade_margin is not None and margin < thresholds.cascade_margin:
+        plan_request = PlanRequest(
+            config.flagship_tier,
+            "margin",
+            f"margin {margin:.3f} < cascade_margin {thresholds.cascade_margin}",
+        )
+    elif thresholds.cascade_harder_share is not None:
+        harder = harder_difficulty(
+            [n for n in neighbours if n.intent == best.intent],
+            difficulty,
+            thresholds.cascade_harder_share,
+        )
+        if harder is not None:
+            plan_request = PlanRequest(
+                config.tier_for(harder),
+                "difficulty",
+                f"at least {thresholds.cascade_harder_share:g} of the vote says harder "
+                f"than {difficulty} ({harder})",
+            )
 
     # The specialised model serves the intent's own difficulty; an exemplar override
     # that wins the vote (say, a trivial coding question) routes by tier instead.
@@ -471,6 +563,7 @@ def decide(
             target,
             "specialised_model",
             f"matched {matched}; the intent names specialised model {target.name}",
+            plan_request=plan_request,
             cascaded=False,
             **common,
         )
@@ -482,6 +575,7 @@ def decide(
         "confident",
         f"matched {matched}; difficulty {difficulty} -> tier {tier} -> "
         f"cheapest model {target.name}",
+        plan_request=plan_request,
         cascaded=False,
         **common,
     )

@@ -37,7 +37,7 @@ from .policy import (
 )
 
 if TYPE_CHECKING:
-    from .decisionlog import DecisionLogger, LogStore
+    from .decisionlog import DecisionLogger, EventEntry, LogEntry, LogStore
     from .escalation import Choices, Escalation
 
 LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
@@ -197,12 +197,44 @@ class Router:
             FeedbackEntry(decision_id=decision_id, quality=quality, source=source, model=model)
         )
 
+    def decision(self, decision_id: str) -> LogEntry:
+        """A logged decision, by id: its model, fallbacks and cascade plan included.
+
+        Raises ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when
+        logging is off.
+        """
+        from .decisionlog import LogStoreError, UnknownDecisionError
+
+        if self._logger is None:
+            raise LogStoreError(
+                "decision logging is off, so decisions cannot be looked up by id: "
+                "set log.url in router.yaml"
+            )
+        found = self._logger.decision(decision_id)
+        if found is None:
+            raise UnknownDecisionError(decision_id)
+        return found
+
+    def events(self, decision_id: str) -> list[EventEntry]:
+        """The failovers and answer checks recorded for a logged decision, oldest first
+        (waits for the log's queue first, so an event just recorded is included)."""
+        logged = self.decision(decision_id)
+        assert self._logger is not None  # decision() refuses when logging is off
+        self._logger.flush(timeout=5.0)
+        return self._logger.store.events(decision_id=logged.decision_id)
+
+    def _record(self, event: EventEntry) -> None:
+        # Off the request path like decisions; a full queue drops and counts it.
+        if self._logger is not None:
+            self._logger.submit(event)
+
     def escalate(
         self,
         answer: str,
         *,
         model: str | None = None,
         text: str | None = None,
+        decision_id: str | None = None,
         confidence: float | None = None,
         logprobs: Sequence[float] | None = None,
         finish_reason: str | None = None,
@@ -210,8 +242,11 @@ class Router:
         choices: Choices | None = None,
     ) -> Escalation:
         """Check a cheaper model's answer (``config.escalation``) and, if it should be
-        escalated, name the next model up: from the request's own fallback chain when
-        ``text`` is given, else the cheapest model of the tier above ``model``."""
+        escalated, name the next model up: the logged decision's cascade plan, then its
+        fallback chain, when ``decision_id`` is given (needs the decision log); the
+        request's own routed chain when ``text`` is given; else the cheapest model of the
+        tier above ``model``. With a decision log, the check is recorded as an event."""
+        from .decisionlog import EventEntry
         from .escalation import Escalation, check_answer, next_tier_model, stronger_model
 
         settings = self.config.escalation
@@ -228,12 +263,20 @@ class Router:
                     "(escalation.max_answer_bytes)",
                     too_large=True,
                 )
-        if text is None and model is None:
-            raise InputError("give `model` (the model that answered) or `text` (the request)")
+        if text is None and model is None and decision_id is None:
+            raise InputError(
+                "give `model` (the model that answered), `text` (the request) or the "
+                "`decision_id` of a logged decision"
+            )
         if text is not None:
             check_text(text, self.config.limits.max_text_bytes)
         if model is not None:
             next_tier_model(self.config, model, 0)  # refuses an unknown model up front
+        logged = None
+        if decision_id is not None and (
+            self._logger is not None or (model is None and text is None)
+        ):
+            logged = self.decision(decision_id)
         check = check_answer(
             answer,
             settings,
@@ -244,17 +287,30 @@ class Router:
             choices=choices,
         )
         to_model = None
-        if check.escalate and text is not None:
+        answered_by = model
+        if logged is not None:
+            answered_by = logged.model if model is None else model
+            if check.escalate:
+                plan = [] if logged.cascade_to is None else [logged.cascade_to]
+                candidates = [*plan, logged.model, *logged.fallbacks]
+                tokens = 0 if logged.input_tokens is None else logged.input_tokens
+                to_model = stronger_model(self.config, answered_by, candidates, tokens)
+        elif text is not None and (check.escalate or model is None):
             # The request's own chain knows explicit fallbacks and its token count. Not
             # logged: the original decision already is.
             decision = self.route(text, log=False)
             answered_by = decision.model if model is None else model
-            candidates = [decision.model, *decision.fallbacks]
-            to_model = stronger_model(self.config, answered_by, candidates, decision.input_tokens)
+            if check.escalate:
+                candidates = [decision.model, *decision.fallbacks]
+                to_model = stronger_model(
+                    self.config, answered_by, candidates, decision.input_tokens
+                )
         elif check.escalate and model is not None:
             # Without the request there is no token count: models compare by the price of
             # the expected output alone.
             to_model = next_tier_model(self.config, model, 0)
+        if answered_by is not None:
+            self._record(EventEntry("escalation", answered_by, to_model, check.detail, decision_id))
         return Escalation(
             escalate=check.escalate, to_model=to_model, reasons=check.reasons, detail=check.detail
         )
@@ -288,11 +344,26 @@ class Router:
         """How many failovers (:meth:`failover` / :meth:`next_model` calls) were asked."""
         return self._failovers
 
-    def failover(self, chain: Decision | Sequence[str], failed: str | Sequence[str]) -> Failover:
+    def failover(
+        self, chain: Decision | str | Sequence[str], failed: str | Sequence[str]
+    ) -> Failover:
         """The model to try once ``failed`` failed: the first model after the last failed
-        one in ``chain`` (a decision, or its model followed by its fallbacks) that has not
-        failed and is not marked unhealthy; ``model`` None when none is left."""
-        names = [chain.model, *chain.fallbacks] if isinstance(chain, Decision) else list(chain)
+        one in ``chain`` that has not failed and is not marked unhealthy; ``model`` None
+        when none is left. ``chain`` is a decision, the id of a logged decision (a plain
+        string; needs the decision log), or a model followed by its fallbacks. With a
+        decision log, the failover is recorded as an event."""
+        from .decisionlog import EventEntry
+
+        decision_id = None
+        if isinstance(chain, str):
+            decision_id = chain
+            logged = self.decision(chain)
+            names = [logged.model, *logged.fallbacks]
+        elif isinstance(chain, Decision):
+            decision_id = chain.id
+            names = [chain.model, *chain.fallbacks]
+        else:
+            names = list(chain)
         failed_names = [failed] if isinstance(failed, str) else list(failed)
         if not names:
             raise InputError("the model chain is empty")
@@ -304,10 +375,13 @@ class Router:
             self._known_model(name, "failed")
         with self._failover_lock:
             self._failovers += 1
-        return next_model(names, set(failed_names), set(self._health.unhealthy()))
+        result = next_model(names, set(failed_names), set(self._health.unhealthy()))
+        detail = f"failed: {', '.join(failed_names)}; {result.reason}"
+        self._record(EventEntry("failover", failed_names[-1], result.model, detail, decision_id))
+        return result
 
     def next_model(
-        self, chain: Decision | Sequence[str], failed: str | Sequence[str]
+        self, chain: Decision | str | Sequence[str], failed: str | Sequence[str]
     ) -> str | None:
         """:meth:`failover`'s model alone."""
         return self.failover(chain, failed).model

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from . import __version__
 from .decision import Decision, Message
+from .decisionlog import EventEntry, FeedbackEntry, LogEntry
 from .errors import InputError, MissingDependencyError, ModelTriageError
 from .escalation import Reason
 from .router import Router
@@ -91,9 +92,15 @@ class NextModelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision_id: StrictStr | None = Field(
-        default=None, min_length=1, max_length=100, description="echoed back, for correlation"
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="a logged decision: its model and fallbacks are the chain (omit `model` "
+        "and `fallbacks`); with `model`, only echoed back and recorded with the failover",
     )
-    model: ModelName = Field(description="the decision's model")
+    model: ModelName | None = Field(
+        default=None, description="the decision's model (unless `decision_id` is given)"
+    )
     fallbacks: Annotated[list[ModelName], Field(max_length=100)] = Field(
         default_factory=list, description="the decision's fallbacks"
     )
@@ -163,7 +170,11 @@ class EscalateRequest(BaseModel):
         default=None, description="the request: escalate along its routed fallbacks"
     )
     decision_id: StrictStr | None = Field(
-        default=None, min_length=1, max_length=100, description="echoed back, for correlation"
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the /route decision: with a decision log, its model, cascade plan and "
+        "fallbacks say where to escalate (unknown id: 404); echoed back",
     )
     confidence: StrictFloat | StrictInt | None = Field(
         default=None, ge=0, le=1, description="the model's own 0..1 rating of its answer"
@@ -191,6 +202,15 @@ class EscalateResponse(BaseModel):
     reasons: list[Reason]
     detail: str
     decision_id: str | None
+
+
+class LoggedDecision(BaseModel):
+    """A decision as the log keeps it (its text only with `log.store_text`), with what
+    happened after it."""
+
+    decision: LogEntry
+    events: list[EventEntry] = Field(description="failovers and answer checks, oldest first")
+    feedback: list[FeedbackEntry] = Field(description="quality signals, oldest first")
 
 
 class BatchRouteResponse(BaseModel):
@@ -354,6 +374,7 @@ def create_app(
             body.answer,
             model=body.model,
             text=body.text,
+            decision_id=body.decision_id,
             confidence=None if body.confidence is None else float(body.confidence),
             logprobs=None if body.logprobs is None else [float(x) for x in body.logprobs],
             finish_reason=body.finish_reason,
@@ -374,10 +395,30 @@ def create_app(
         summary="A model failed: which model of the decision's chain to try next",
     )
     def next_model(body: NextModelRequest, request: Request) -> NextModelResponse:
-        result = current(request).failover([body.model, *body.fallbacks], body.failed)
+        router = current(request)
+        if body.model is not None:
+            result = router.failover([body.model, *body.fallbacks], body.failed)
+        elif body.decision_id is not None and not body.fallbacks:
+            result = router.failover(body.decision_id, body.failed)
+        else:
+            raise InputError("give `model` (and `fallbacks`), or the `decision_id` alone")
         return NextModelResponse(
             model=result.model, reason=result.reason, decision_id=body.decision_id
         )
+
+    @app.get(
+        "/decisions/{decision_id}",
+        response_model=LoggedDecision,
+        summary="A logged decision, with its failover and escalation events and feedback",
+        responses={404: {"description": "no decision with this id was logged"}},
+    )
+    def logged_decision(decision_id: str, request: Request) -> LoggedDecision:
+        router = current(request)
+        entry = router.decision(decision_id)
+        events = router.events(decision_id)
+        assert router.logger is not None  # decision() refuses when logging is off
+        feedback = router.logger.store.feedback(decision_id)
+        return LoggedDecision(decision=entry, events=events, feedback=feedback)
 
     @app.post(
         "/health/models/{name}/unhealthy",

@@ -73,6 +73,13 @@ class SimulationReport:
     cascade_rate: float
     intent_agreement: float | None
     under_routed: float | None
+    # Decisions with a cascade plan: the cheap answer is checked and, at escalation_rate,
+    # the plan's stronger model is paid for too.
+    planned_rate: float = 0.0
+    escalation_rate: float = 1.0
+    daily_cost_no_escalation_usd: float = 0.0
+    daily_cost_all_escalate_usd: float = 0.0
+    under_routed_without_plan: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -87,12 +94,21 @@ def simulate(
     decisions: Sequence[Decision],
     config: RouterConfig,
     requests_per_day: int,
+    escalation_rate: float = 1.0,
 ) -> SimulationReport:
-    """Scale the sample's routed cost to ``requests_per_day``; the sample is the mix."""
+    """Scale the sample's routed cost to ``requests_per_day``; the sample is the mix.
+
+    A decision with a cascade plan costs its model plus, with probability
+    ``escalation_rate``, the plan's model: 1.0 (the default) is the upper bound.
+    """
     if len(rows) != len(decisions) or not rows:
         raise ValueError("need one decision per traffic row, and at least one row")
+    if not 0.0 <= escalation_rate <= 1.0:  # also refuses NaN
+        raise ValueError(f"escalation_rate must be from 0 to 1, got {escalation_rate}")
     output_tokens = config.cost.expected_output_tokens
-    routed = sum(d.estimated_cost_usd for d in decisions)
+    first = sum(d.estimated_cost_usd for d in decisions)
+    escalations = sum(d.cascade.estimated_cost_usd for d in decisions if d.cascade is not None)
+    routed = first + escalation_rate * escalations
     flagship_name = ""
     flagship = 0.0
     for row in rows:
@@ -110,15 +126,14 @@ def simulate(
     graded = [(r, d) for r, d in zip(rows, decisions, strict=True) if r.expected_difficulty]
     # Sent to a weaker tier than the request's labelled difficulty calls for: the
     # quality risk that the savings are bought with.
-    under = (
-        sum(
-            config.tiers.index(d.tier) < config.tiers.index(config.tier_for(r.expected_difficulty))  # type: ignore[arg-type]
-            for r, d in graded
-        )
-        / len(graded)
-        if graded
-        else None
-    )
+    weak = [
+        (r, d)
+        for r, d in graded
+        if config.tiers.index(d.tier) < config.tiers.index(config.tier_for(r.expected_difficulty))  # type: ignore[arg-type]
+    ]
+    under = len(weak) / len(graded) if graded else None
+    # Those a plan leaves no second chance: the answer check cannot escalate them.
+    unplanned = sum(d.cascade is None for _, d in weak) / len(graded) if graded else None
     scale = requests_per_day / n
     return SimulationReport(
         requests_per_day=requests_per_day,
@@ -135,6 +150,11 @@ def simulate(
         cascade_rate=sum(d.cascaded for d in decisions) / n,
         intent_agreement=agreement,
         under_routed=under,
+        planned_rate=sum(d.cascade is not None for d in decisions) / n,
+        escalation_rate=escalation_rate,
+        daily_cost_no_escalation_usd=first * scale,
+        daily_cost_all_escalate_usd=(first + escalations) * scale,
+        under_routed_without_plan=unplanned,
     )
 
 
@@ -150,13 +170,30 @@ def format_report(report: SimulationReport) -> str:
         f"(${report.flagship_cost_per_request_usd:.5f}/request on {report.flagship_model})",
         f"  savings:       {pct(report.savings_share)}  "
         f"(${report.flagship_daily_cost_usd - report.daily_cost_usd:,.2f}/day)",
-        f"  cascade rate:  {pct(report.cascade_rate)}",
+        f"  cascade rate:  {pct(report.cascade_rate)}  (straight to a stronger tier)",
     ]
+    if report.planned_rate:
+        flagship = report.flagship_daily_cost_usd
+
+        def bound(cost: float) -> str:
+            saved = pct(1 - cost / flagship).strip() if flagship > 0 else "-"
+            return f"${cost:>12,.2f}/day  (savings {saved})"
+
+        lines += [
+            f"  cascade plans: {pct(report.planned_rate)}  (cheap answer first, checked; "
+            f"counted as escalated at {pct(report.escalation_rate).strip()})",
+            f"    if none escalates:  {bound(report.daily_cost_no_escalation_usd)}",
+            f"    if all escalate:    {bound(report.daily_cost_all_escalate_usd)}",
+        ]
     if report.intent_agreement is not None:
         lines.append(f"  intent agrees with the sample's label: {pct(report.intent_agreement)}")
     if report.under_routed is not None:
         lines.append(
             f"  sent to a weaker tier than the label's difficulty: {pct(report.under_routed)}"
+        )
+    if report.planned_rate and report.under_routed_without_plan is not None:
+        lines.append(
+            f"    of which without a cascade plan: {pct(report.under_routed_without_plan)}"
         )
     lines.append(
         "  share per tier:   " + ", ".join(f"{k} {pct(v)}" for k, v in report.tier_share.items())

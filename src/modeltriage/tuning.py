@@ -186,6 +186,12 @@ def evaluate_point(
     for case in cases:
         verdict = decide(case.neighbours, tuned, intents, case.input_tokens)
         cost += case.costs.get(verdict.model, verdict.estimated_cost_usd)
+        plan = verdict.cascade
+        if plan is not None:
+            # Counted as escalated: both calls are paid and the plan's model answers, so
+            # cost is an upper bound and quality what the escalation delivers.
+            cost += case.costs.get(plan.escalate_to, plan.estimated_cost_usd)
+            verdict = verdict.model_copy(update={"model": plan.escalate_to, "tier": plan.tier})
         baseline += flagship_cost(config, case)
         tiers[verdict.tier] += 1
         cascaded += verdict.cascaded
@@ -219,6 +225,10 @@ def sweep(
 ) -> list[Point]:
     if margins is None:
         margins = default_margins(config.scoring.aggregation)
+    ceiling = config.thresholds.cascade_margin
+    if ceiling is not None:
+        # A margin at or above cascade_margin is a config the router refuses.
+        margins = [m for m in margins if m is None or m < ceiling]
     floors, confidences = tuple(floors), tuple(confidences)
     return [
         evaluate_point(cases, config, intents, quality, m, f, c)
