@@ -61,13 +61,13 @@ class LogStoreError(ModelTriageError):
 
 
 class UnknownDecisionError(ModelTriageError):
-    """Feedback names a decision id that was never logged."""
+    """Feedback or a lookup names a decision id that was never logged."""
 
     def __init__(self, decision_id: str):
         self.decision_id = decision_id
         super().__init__(
-            f"no logged decision has id {decision_id!r}; feedback can only be attached to "
-            "a decision that was logged"
+            f"no logged decision has id {decision_id!r}: only decisions routed with the "
+            "decision log on (and not with log=False) can be looked up or given feedback"
         )
 
 
