@@ -398,6 +398,25 @@ def top_family(
     return family
 
 
+def bagged_plan(
+    search: PlanSearch,
+    task: np.ndarray,
+    tune: np.ndarray,
+    floor: float,
+    families: dict[str, list[int]],
+    seed: int,
+    rounds: int = 25,
+) -> list[int] | None:
+    """The plan chosen most often when tuning on random halves of the tuning rows."""
+    rng = np.random.default_rng(seed)
+    votes: Counter[tuple[int, ...]] = Counter()
+    for _ in range(rounds):
+        plan = search.best(task, tune & (rng.random(len(tune)) < 0.5), floor, families=families)
+        if plan is not None:
+            votes[tuple(plan)] += 1
+    return list(votes.most_common(1)[0][0]) if votes else None
+
+
 # --- prompt-only upper bound: the task oracle with mixing, on all rows ------------------
 
 
@@ -621,6 +640,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 metrics(data, search.outcome(task, small), held)
                                 | {"seed": seed, "policy": search.describe(small)},
                             )
+                    voted = bagged_plan(search, task, tune, floor, top, seed)
+                    if voted is not None:
+                        add(
+                            f"top3bagged/{floor}",
+                            "kNN task, plan from the 3 best cheap models per task, most "
+                            f"chosen over 25 half-subsamples, tuned for >= {100 * floor:g}%",
+                            True,
+                            metrics(data, search.outcome(task, voted), held)
+                            | {"seed": seed, "policy": search.describe(voted)},
+                        )
                     careful = search.best(task, tune, floor, z=1.0)
                     if careful is not None:
                         add(
