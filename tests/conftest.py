@@ -101,7 +101,9 @@ def real_encoder() -> SentenceTransformerEncoder:
 def shipped_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the shipped intents without any index, so tests never touch the repo's."""
     target = tmp_path_factory.mktemp("shipped") / "intents"
-    shutil.copytree(SHIPPED_INTENTS, target, ignore=shutil.ignore_patterns(".index"))
+    shutil.copytree(
+        SHIPPED_INTENTS, target, ignore=shutil.ignore_patterns(".index", ".log", ".log-spool.jsonl")
+    )
     return target
 
 

@@ -201,7 +201,9 @@ def test_shipped_intents_plan_cascades_with_the_real_encoder(
     tmp_path: Path, real_encoder: SentenceTransformerEncoder
 ) -> None:
     target = tmp_path / "intents"
-    shutil.copytree(SHIPPED_INTENTS, target, ignore=shutil.ignore_patterns(".index"))
+    shutil.copytree(
+        SHIPPED_INTENTS, target, ignore=shutil.ignore_patterns(".index", ".log", ".log-spool.jsonl")
+    )
     config_path = target / "router.yaml"
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     config["thresholds"].update({"margin": 0.2, "cascade_margin": 0.95})

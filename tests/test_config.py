@@ -62,6 +62,21 @@ def test_tiny_intents_load(tiny_dir: Path) -> None:
         ),
         (
             {
+                "a.yaml": "name: a\ndifficulty: easy\ncascade:\n  second_opinion: small-b\n"
+                "  escalate_to: gpt-9\nexemplars:\n  - hi\n"
+            },
+            "a.yaml",
+            5,
+            "unknown model 'gpt-9'",
+        ),
+        (
+            {"a.yaml": "name: a\ndifficulty: easy\ncascade:\n  second: x\nexemplars:\n  - hi\n"},
+            "a.yaml",
+            4,
+            "second: unknown key",
+        ),
+        (
+            {
                 "a.yaml": "name: a\ndifficulty: easy\nexemplars:\n  - hi\n  - text: yo\n    difficulty: hardest\n"
             },
             "a.yaml",

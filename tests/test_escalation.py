@@ -389,3 +389,22 @@ def test_unknown_model_is_an_input_error(config: RouterConfig) -> None:
         next_tier_model(config, "gpt-9", 0)
     with pytest.raises(InputError, match="unknown model"):
         stronger_model(config, "gpt-9", ["big-a"], 0)
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        (None, ["missing_second_answer"]),
+        ("B", []),
+        ("The answer is (B).", []),
+        ("C", ["disagreement"]),
+    ],
+)
+def test_a_plan_that_asks_a_second_opinion_escalates_without_one(
+    second: str | None, expected: list[str]
+) -> None:
+    settings = EscalationSettings(disagreement=False)  # the plan's ask wins over the switch
+    check = check_answer("B", settings, second_answer=second, second_answer_required="yi")
+    assert check.reasons == expected
+    if second is None:
+        assert "asks yi for a second answer" in check.detail

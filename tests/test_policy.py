@@ -428,3 +428,48 @@ def test_harder_difficulty(
 
     neighbours = [n("hours", 0.9, d) for d in difficulties]
     assert harder_difficulty(neighbours, current, share) == expected  # type: ignore[arg-type]
+
+
+def test_an_intent_plan_names_its_second_opinion_and_escalation() -> None:
+    from modeltriage.config import IntentCascade
+
+    planned = {
+        **INTENTS,
+        "hours": INTENTS["hours"].model_copy(
+            update={"cascade": IntentCascade(second_opinion="small-b", escalate_to="mid-a")}
+        ),
+    }
+    v = decide([n("hours", 0.9), n("refund", 0.5)], CONFIG, planned, 20)
+    assert (v.model, v.reason) == ("small-a", "cascade")
+    plan = v.cascade
+    assert plan is not None
+    assert (plan.escalate_to, plan.tier, plan.trigger, plan.second_opinion) == (
+        "mid-a",
+        "mid",
+        "intent",
+        "small-b",
+    )
+    assert plan.second_opinion_cost_usd == pytest.approx((20 * 0.2 + 300 * 0.8) / 1e6)
+    assert "ask small-b too" in v.explanation
+    # it wins over a margin plan, and low margin still goes straight to the flagship
+    moderate = decide(
+        [n("hours", 0.85), n("refund", 0.8)], with_thresholds(cascade_margin=0.1), planned, 20
+    )
+    assert moderate.cascade is not None and moderate.cascade.trigger == "intent"
+    close = decide([n("hours", 0.80), n("refund", 0.79)], CONFIG, planned, 20)
+    assert (close.reason, close.cascade) == ("low_margin", None)
+    # without escalate_to: the flagship; an unhealthy second opinion is dropped
+    from modeltriage.policy import Constraints
+
+    default = {
+        **INTENTS,
+        "hours": INTENTS["hours"].model_copy(
+            update={"cascade": IntentCascade(second_opinion="small-b")}
+        ),
+    }
+    sick = decide(
+        [n("hours", 0.9)], CONFIG, default, 20, Constraints(unhealthy=frozenset({"small-b"}))
+    )
+    assert sick.cascade is not None
+    assert (sick.cascade.escalate_to, sick.cascade.second_opinion) == ("big-a", None)
+    assert "small-b is marked unhealthy" in sick.explanation

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_eval import add_eval_parser, run_eval
+from .cli_outcomes import add_grouping_args
 from .errors import IndexStateError, InputError, ModelTriageError
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--good", type=float, default=0.5, help="quality counted as answered well (%(default)s)"
     )
+    add_grouping_args(p)
 
     p = sub.add_parser("logs", help="recent logged decisions and a summary of the log")
     p.add_argument("--limit", type=int, default=20, help="recent decisions to list (0: none)")
@@ -305,8 +307,21 @@ def _learn(args: argparse.Namespace) -> int:
     unknown = [m for _, m in tiers if m not in known]
     if unknown:
         raise InputError(f"--tiers: {args.outcomes} has no outcomes for {unknown}")
-    intents, skipped = learn_intents(rows, tiers, good=args.good)
     config = learned_config(rows, tiers)
+    groups = None
+    if args.group_by == "cluster" or not all(r.task for r in rows):
+        from .encoders import SentenceTransformerEncoder
+        from .outcomes import group_names
+
+        groups = group_names(
+            rows,
+            SentenceTransformerEncoder(),
+            config.scoring,
+            args.group_by,
+            args.clusters,
+            args.seed,
+        )
+    intents, skipped = learn_intents(rows, tiers, good=args.good, groups=groups)
     header = (
         f"Learned by `modeltriage learn {args.outcomes} --tiers {args.tiers}`.\n"
         "Each exemplar's difficulty is the cheapest tier whose model answered it well."

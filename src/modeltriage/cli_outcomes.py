@@ -12,6 +12,24 @@ from typing import Any
 from .errors import InputError
 
 
+def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """How `learn` groups prompts into intents (shared by `learn` and `eval outcomes`)."""
+    p.add_argument(
+        "--group-by",
+        choices=["task", "cluster"],
+        default="task",
+        help="one intent per `task` field (rows without one are clustered), or clusters "
+        "of all prompts' embeddings (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clusters",
+        type=int,
+        help="number of clusters (default: sqrt(prompts / 2), from 2 to 50)",
+    )
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="clustering seed (%(default)s)")
+
+
 def add_outcomes_parser(eval_sub: Any) -> None:
     p = eval_sub.add_parser(
         "outcomes",
@@ -39,6 +57,7 @@ def add_outcomes_parser(eval_sub: Any) -> None:
         default="tail",
         help="embed the head or the tail of long prompts (default: %(default)s)",
     )
+    add_grouping_args(p, seed=False)  # --seed above also seeds the clustering
     p.add_argument("--plot", type=Path, help="write quality against cost to this PNG")
     p.add_argument("--json", type=Path, help="write the full report as JSON to this path")
     p.set_defaults(eval_handler=run_outcomes)
@@ -68,7 +87,15 @@ def run_outcomes(args: argparse.Namespace) -> int:
         cut = len(order) - round(len(order) * args.held_out)
         train, test = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
     report = evaluate_outcomes(
-        train, test, tiers, SentenceTransformerEncoder(), good=args.good, long_text=args.long_text
+        train,
+        test,
+        tiers,
+        SentenceTransformerEncoder(),
+        good=args.good,
+        long_text=args.long_text,
+        group_by=args.group_by,
+        clusters=args.clusters,
+        seed=args.seed,
     )
     print(format_outcomes(report))
     if args.plot is not None:

@@ -46,6 +46,19 @@ class Exemplar(_Strict):
     difficulty: Difficulty | None = None
 
 
+class IntentCascade(_Strict):
+    """An intent's own cascade plan: its model answers first, then is checked."""
+
+    second_opinion: Name | None = Field(
+        default=None,
+        description="a model asked the same request too: escalate unless both answers agree "
+        "(for closed-form answers: a choice, a number; free-form answers rarely agree)",
+    )
+    escalate_to: Name | None = Field(
+        default=None, description="the model to escalate to; default: the cheapest flagship"
+    )
+
+
 class Intent(_Strict):
     name: Annotated[
         str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -53,6 +66,11 @@ class Intent(_Strict):
     description: str = ""
     difficulty: Difficulty
     model: Name | None = Field(default=None, description="specialised model; overrides the tier")
+    cascade: IntentCascade | None = Field(
+        default=None,
+        description="a cascade plan for every confident match of this intent (e.g. learned "
+        "from outcomes with answers): the routed model answers first and is checked",
+    )
     exemplars: list[Exemplar] = Field(min_length=1)
 
     @field_validator("exemplars", mode="before")
@@ -408,6 +426,12 @@ def validate_intents(
         if intent.model is not None and intent.model not in model_names:
             message = f"unknown model {intent.model!r}; router.yaml defines {sorted(model_names)}"
             raise _intent_error(intent, doc, message, ("model",))
+        plan = intent.cascade
+        for key in ("second_opinion", "escalate_to"):
+            named = None if plan is None else getattr(plan, key)
+            if named is not None and named not in model_names:
+                message = f"unknown model {named!r}; router.yaml defines {sorted(model_names)}"
+                raise _intent_error(intent, doc, message, ("cascade", key))
         texts: dict[str, int] = {}
         for i, exemplar in enumerate(intent.exemplars):
             key = exemplar.text.casefold()

@@ -40,11 +40,19 @@ class CascadePlan(BaseModel):
 
     escalate_to: str = Field(description="the model to call when the first answer fails")
     tier: str = Field(description="tier of escalate_to")
-    trigger: Literal["margin", "difficulty"] = Field(
+    trigger: Literal["margin", "difficulty", "intent"] = Field(
         description="margin: the intent match is only moderately sure; difficulty: enough "
-        "neighbours voted a harder difficulty"
+        "neighbours voted a harder difficulty; intent: the intent's own `cascade` plan"
     )
     estimated_cost_usd: float = Field(description="extra cost when the answer is escalated")
+    second_opinion: str | None = Field(
+        default=None,
+        description="ask this model too and pass its answer as `second_answer` to "
+        "/escalate: escalate unless both agree",
+    )
+    second_opinion_cost_usd: float = Field(
+        default=0.0, description="estimated cost of the second opinion (always paid)"
+    )
 
 
 class Verdict(BaseModel):

@@ -35,6 +35,7 @@ Reason = Literal[
     "low_self_confidence",
     "low_logprob",
     "disagreement",
+    "missing_second_answer",
 ]
 # The order reasons are reported in, whatever order they were found in.
 REASONS: tuple[Reason, ...] = (
@@ -46,6 +47,7 @@ REASONS: tuple[Reason, ...] = (
     "low_self_confidence",
     "low_logprob",
     "disagreement",
+    "missing_second_answer",
 )
 
 DEFAULT_HEDGE_PHRASES: tuple[str, ...] = (
@@ -395,10 +397,14 @@ def check_answer(
     finish_reason: str | None = None,
     second_answer: str | None = None,
     choices: Choices | None = None,
+    second_answer_required: str | None = None,
 ) -> EscalationCheck:
     """Decide whether ``answer`` should be escalated, from every signal that applies.
 
-    Raises ``InputError`` for a confidence outside 0..1 or a log-probability above 0.
+    ``second_answer_required`` names the model a cascade plan asked for a second opinion:
+    without ``second_answer`` the answer escalates (``missing_second_answer``), since the
+    plan counted on the comparison. Raises ``InputError`` for a confidence outside 0..1 or
+    a log-probability above 0.
     """
     _check_inputs(confidence, logprobs)
     found: dict[Reason, str] = {}
@@ -443,7 +449,11 @@ def check_answer(
                 found["low_logprob"] = (
                     f"mean token log-probability {mean:.3f} < {floor:g} over {len(logprobs)} tokens"
                 )
-    if settings.disagreement:
+    if second_answer_required is not None and second_answer is None:
+        found["missing_second_answer"] = (
+            f"the cascade plan asks {second_answer_required} for a second answer; none given"
+        )
+    elif settings.disagreement or second_answer_required is not None:
         if second_answer is None:
             skipped.append("disagreement (no second answer given)")
         elif not answers_agree(answer, second_answer, choices):

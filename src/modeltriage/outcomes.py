@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -27,12 +27,15 @@ from .config import (
     Intent,
     IntentSet,
     RouterConfig,
+    Scoring,
 )
 from .encoders import Encoder
 from .errors import ConfigError, InputError, MissingDependencyError
 from .policy import estimate_tokens
 from .router import Router
 from .tuning import Case, Point, QualityModel, format_threshold, sweep
+
+GroupBy = Literal["task", "cluster"]
 
 
 @dataclass(frozen=True)
@@ -131,16 +134,23 @@ def intent_name(task: str | None) -> str:
 
 
 def learn_intents(
-    rows: Sequence[OutcomeRow], tiers: Sequence[tuple[str, str]], *, good: float = 0.5
+    rows: Sequence[OutcomeRow],
+    tiers: Sequence[tuple[str, str]],
+    *,
+    good: float = 0.5,
+    groups: Sequence[str] | None = None,
 ) -> tuple[tuple[Intent, ...], int]:
-    """Intents grouped by task, one exemplar per prompt with its learned difficulty.
-    Returns the intents and how many rows were skipped (a tier model without outcome,
-    or a prompt repeated within its task)."""
+    """Intents grouped by task (or by ``groups``, one name per row, e.g. clusters), one
+    exemplar per prompt with its learned difficulty. Returns the intents and how many
+    rows were skipped (a tier model without outcome, or a prompt repeated in its group)."""
+    if groups is not None and len(groups) != len(rows):
+        raise ValueError("need one group name per row")
     grouped: dict[str, dict[str, Difficulty]] = {}
     skipped = 0
-    for row in rows:
+    for i, row in enumerate(rows):
         difficulty = learned_difficulty(row, tiers, good)
-        texts = grouped.setdefault(intent_name(row.task), {})
+        name = intent_name(row.task if groups is None else groups[i])
+        texts = grouped.setdefault(name, {})
         key = row.text.strip().casefold()
         if difficulty is None or not row.text.strip() or key in texts:
             skipped += 1
@@ -329,6 +339,29 @@ def outcome_cases(
     return cases
 
 
+def group_names(
+    rows: Sequence[OutcomeRow],
+    encoder: Encoder,
+    scoring: Scoring,
+    group_by: GroupBy = "task",
+    clusters: int | None = None,
+    seed: int = 0,
+) -> list[str] | None:
+    """Intent names for :func:`learn_intents`: None to group by task when every row has
+    one; else clusters of the rows without a task (all rows with ``group_by="cluster"``),
+    embedded through the router's scoring view."""
+    from .clustering import cluster_names
+
+    if group_by == "task" and all(r.task for r in rows):
+        return None
+    todo = [i for i, r in enumerate(rows) if group_by == "cluster" or not r.task]
+    names = cluster_names([scoring.view(rows[i].text) for i in todo], encoder, clusters, seed=seed)
+    out = [r.task or "" for r in rows]
+    for i, name in zip(todo, names, strict=True):
+        out[i] = name
+    return out
+
+
 def evaluate_outcomes(
     train: Sequence[OutcomeRow],
     test: Sequence[OutcomeRow],
@@ -337,14 +370,18 @@ def evaluate_outcomes(
     *,
     good: float = 0.5,
     long_text: str = "tail",
+    group_by: GroupBy = "task",
+    clusters: int | None = None,
+    seed: int = 0,
 ) -> OutcomesReport:
     """Learn from ``train``, route ``test``, sweep difficulty_confidence, and score every
     choice by the chosen model's real quality and cost, beside the baselines."""
-    intents, _ = learn_intents(train, tiers, good=good)
     config = learned_config(train, tiers)
     config = config.model_copy(
         update={"scoring": config.scoring.model_copy(update={"long_text": long_text})}
     )
+    groups = group_names(train, encoder, config.scoring, group_by, clusters, seed)
+    intents, _ = learn_intents(train, tiers, good=good, groups=groups)
     router = Router.in_memory(IntentSet(config=config, intents=intents), encoder)
     needed = {m for _, m in tiers}
     usable = [r for r in test if needed <= set(r.outcomes)]

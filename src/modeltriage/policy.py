@@ -342,11 +342,13 @@ def harder_difficulty(
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """Why a verdict should carry a cascade plan, and to which tier."""
+    """Why a verdict should carry a cascade plan, and to which tier (or model)."""
 
     tier: str
-    trigger: Literal["margin", "difficulty"]
+    trigger: Literal["margin", "difficulty", "intent"]
     why: str
+    model: str | None = None
+    second_opinion: str | None = None
 
 
 def plan_cascade(
@@ -362,20 +364,34 @@ def plan_cascade(
     tiers = config.tiers
     if tiers.index(request.tier) <= tiers.index(first.tier):
         return None, f"{request.why}, but {first.name} is already at tier {first.tier}"
-    target = cheapest_in_tier(config, request.tier, input_tokens, output_tokens)
+    if request.model is not None:
+        target = config.model(request.model)
+    else:
+        target = cheapest_in_tier(config, request.tier, input_tokens, output_tokens)
     choice = apply_constraints(config, target, input_tokens, output_tokens, constraints)
     to = choice.model
     if choice.over_budget or tiers.index(to.tier) <= tiers.index(first.tier):
         return None, f"{request.why}, but no stronger healthy model fits the budget"
+    second = request.second_opinion
+    notes = ""
+    if second is not None and second in constraints.unhealthy:
+        notes = f"; second opinion {second} is marked unhealthy, so the answer is checked alone"
+        second = None
+    second_cost = 0.0
+    if second is not None:
+        second_cost = model_cost(config.model(second), input_tokens, output_tokens)
+        notes = f"; ask {second} too and escalate unless both answers agree"
     plan = CascadePlan(
         escalate_to=to.name,
         tier=to.tier,
         trigger=request.trigger,
         estimated_cost_usd=model_cost(to, input_tokens, output_tokens),
+        second_opinion=second,
+        second_opinion_cost_usd=second_cost,
     )
     return plan, (
         f"{request.why}: try {first.name} first, escalate to {to.name} ({to.tier}) "
-        "if its answer fails the check"
+        f"if its answer fails the check{notes}"
     )
 
 
@@ -554,6 +570,18 @@ def decide(
                 f"at least {thresholds.cascade_harder_share:g} of the vote says harder "
                 f"than {difficulty} ({harder})",
             )
+
+    if intent.cascade is not None:
+        # The intent's own plan (say, learned from outcomes with answers) is more
+        # specific than a margin or a split vote.
+        named = intent.cascade.escalate_to
+        plan_request = PlanRequest(
+            config.flagship_tier if named is None else config.model(named).tier,
+            "intent",
+            f"intent {best.intent!r} plans a cascade",
+            model=named,
+            second_opinion=intent.cascade.second_opinion,
+        )
 
     # The specialised model serves the intent's own difficulty; an exemplar override
     # that wins the vote (say, a trivial coding question) routes by tier instead.

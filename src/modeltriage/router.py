@@ -285,6 +285,7 @@ class Router:
             finish_reason=finish_reason,
             second_answer=second_answer,
             choices=choices,
+            second_answer_required=None if logged is None else logged.second_opinion,
         )
         to_model = None
         answered_by = model

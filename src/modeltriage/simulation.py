@@ -106,7 +106,11 @@ def simulate(
     if not 0.0 <= escalation_rate <= 1.0:  # also refuses NaN
         raise ValueError(f"escalation_rate must be from 0 to 1, got {escalation_rate}")
     output_tokens = config.cost.expected_output_tokens
-    first = sum(d.estimated_cost_usd for d in decisions)
+    # A plan's second opinion is asked every time, escalated or not.
+    first = sum(
+        d.estimated_cost_usd + (0.0 if d.cascade is None else d.cascade.second_opinion_cost_usd)
+        for d in decisions
+    )
     escalations = sum(d.cascade.estimated_cost_usd for d in decisions if d.cascade is not None)
     routed = first + escalation_rate * escalations
     flagship_name = ""

@@ -191,6 +191,8 @@ def evaluate_point(
             # Counted as escalated: both calls are paid and the plan's model answers, so
             # cost is an upper bound and quality what the escalation delivers.
             cost += case.costs.get(plan.escalate_to, plan.estimated_cost_usd)
+            if plan.second_opinion is not None:
+                cost += case.costs.get(plan.second_opinion, plan.second_opinion_cost_usd)
             verdict = verdict.model_copy(update={"model": plan.escalate_to, "tier": plan.tier})
         baseline += flagship_cost(config, case)
         tiers[verdict.tier] += 1
