@@ -34,8 +34,9 @@ from .datasets import LabelledText, intent_set_from_labelled
 from .decision import Decision, Verdict
 from .encoders import Encoder, Vectors
 from .errors import ModelTriageError
+from .inputs import check_text
 from .policy import cheapest_in_tier, decide, model_cost
-from .router import Router, check_text
+from .router import Router
 
 Label = str | None
 

@@ -16,6 +16,7 @@ from .config import IntentSet, RouterConfig, load_intents
 from .decision import Decision, Message
 from .encoders import Encoder, SentenceTransformerEncoder
 from .errors import IndexStateError, InputError
+from .followup import FollowUps
 from .health import Clock, ModelHealth
 from .index import (
     FaissIndex,
@@ -27,14 +28,8 @@ from .index import (
     load_index,
     save_index,
 )
-from .policy import (
-    Constraints,
-    Failover,
-    conversation_text,
-    decide,
-    estimate_tokens,
-    next_model,
-)
+from .inputs import check_text
+from .policy import Constraints, Failover, conversation_text, decide, estimate_tokens
 
 if TYPE_CHECKING:
     from .decisionlog import DecisionLogger, EventEntry, LogEntry, LogStore
@@ -42,24 +37,6 @@ if TYPE_CHECKING:
 
 LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
 Metadata = Mapping[str, str | int | float | bool | None]
-
-
-def check_text(text: object, max_bytes: int) -> str:
-    """Reject what cannot be routed, with a message fit for the caller."""
-    if not isinstance(text, str):
-        raise InputError(f"text must be a string, got {type(text).__name__}")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InputError("text is not valid Unicode (it contains lone surrogates)") from None
-    if not text.strip():
-        raise InputError("text is empty")
-    if size > max_bytes:
-        raise InputError(
-            f"text is {size} bytes, over the limit of {max_bytes} (limits.max_text_bytes)",
-            too_large=True,
-        )
-    return text
 
 
 def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = None) -> Manifest:
@@ -127,8 +104,9 @@ class Router:
         # conversation_id -> (tier position, turns left, expiry time), least recent first
         self._conversations: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
         self._conversation_lock = threading.Lock()
-        self._failovers = 0
-        self._failover_lock = threading.Lock()
+        self._followups = FollowUps(
+            intent_set.config, logger, self._health, lambda text: self.route(text, log=False)
+        )
 
     @classmethod
     def load(
@@ -181,52 +159,24 @@ class Router:
     def logger(self) -> DecisionLogger | None:
         return self._logger
 
+    @property
+    def followups(self) -> FollowUps:
+        """Feedback, lookups, answer checks, failovers and health: see :mod:`.followup`."""
+        return self._followups
+
     def feedback(
         self, decision_id: str, quality: float, *, source: str = "user", model: str | None = None
     ) -> None:
-        """Attach a quality signal (0..1) to a logged decision.
-
-        Raises ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when
-        logging is off. Every call adds a row: repeated feedback is kept with its time.
-        """
-        from .decisionlog import FeedbackEntry, LogStoreError
-
-        if self._logger is None:
-            raise LogStoreError("decision logging is off: set log.url in router.yaml")
-        self._logger.write_feedback(
-            FeedbackEntry(decision_id=decision_id, quality=quality, source=source, model=model)
-        )
+        """Attach a quality signal (0..1) to a logged decision (:meth:`FollowUps.feedback`)."""
+        self._followups.feedback(decision_id, quality, source=source, model=model)
 
     def decision(self, decision_id: str) -> LogEntry:
-        """A logged decision, by id: its model, fallbacks and cascade plan included.
-
-        Raises ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when
-        logging is off.
-        """
-        from .decisionlog import LogStoreError, UnknownDecisionError
-
-        if self._logger is None:
-            raise LogStoreError(
-                "decision logging is off, so decisions cannot be looked up by id: "
-                "set log.url in router.yaml"
-            )
-        found = self._logger.decision(decision_id)
-        if found is None:
-            raise UnknownDecisionError(decision_id)
-        return found
+        """A logged decision by id (:meth:`FollowUps.decision`)."""
+        return self._followups.decision(decision_id)
 
     def events(self, decision_id: str) -> list[EventEntry]:
-        """The failovers and answer checks recorded for a logged decision, oldest first
-        (waits for the log's queue first, so an event just recorded is included)."""
-        logged = self.decision(decision_id)
-        assert self._logger is not None  # decision() refuses when logging is off
-        self._logger.flush(timeout=5.0)
-        return self._logger.store.events(decision_id=logged.decision_id)
-
-    def _record(self, event: EventEntry) -> None:
-        # Off the request path like decisions; a full queue drops and counts it.
-        if self._logger is not None:
-            self._logger.submit(event)
+        """A logged decision's failovers and answer checks (:meth:`FollowUps.events`)."""
+        return self._followups.events(decision_id)
 
     def escalate(
         self,
@@ -241,100 +191,23 @@ class Router:
         second_answer: str | None = None,
         choices: Choices | None = None,
     ) -> Escalation:
-        """Check a cheaper model's answer (``config.escalation``) and, if it should be
-        escalated, name the next model up: the logged decision's cascade plan, then its
-        fallback chain, when ``decision_id`` is given (needs the decision log); the
-        request's own routed chain when ``text`` is given; else the cheapest model of the
-        tier above ``model``. With a decision log, the check is recorded as an event."""
-        from .decisionlog import EventEntry
-        from .escalation import Escalation, check_answer, next_tier_model, stronger_model
-
-        settings = self.config.escalation
-        for name, value in (("answer", answer), ("second_answer", second_answer)):
-            if value is None:
-                continue
-            try:
-                size = len(value.encode("utf-8"))
-            except UnicodeEncodeError:
-                raise InputError(f"{name} is not valid Unicode (lone surrogates)") from None
-            if size > settings.max_answer_bytes:
-                raise InputError(
-                    f"{name} is over the limit of {settings.max_answer_bytes} bytes "
-                    "(escalation.max_answer_bytes)",
-                    too_large=True,
-                )
-        if text is None and model is None and decision_id is None:
-            raise InputError(
-                "give `model` (the model that answered), `text` (the request) or the "
-                "`decision_id` of a logged decision"
-            )
-        if text is not None:
-            check_text(text, self.config.limits.max_text_bytes)
-        if model is not None:
-            next_tier_model(self.config, model, 0)  # refuses an unknown model up front
-        logged = None
-        if decision_id is not None and (
-            self._logger is not None or (model is None and text is None)
-        ):
-            logged = self.decision(decision_id)
-        check = check_answer(
+        """Check a cheaper model's answer and name where to escalate
+        (:meth:`FollowUps.escalate`)."""
+        return self._followups.escalate(
             answer,
-            settings,
+            model=model,
+            text=text,
+            decision_id=decision_id,
             confidence=confidence,
             logprobs=logprobs,
             finish_reason=finish_reason,
             second_answer=second_answer,
             choices=choices,
-            second_answer_required=None if logged is None else logged.second_opinion,
         )
-        to_model = None
-        answered_by = model
-        if logged is not None:
-            answered_by = logged.model if model is None else model
-            if check.escalate:
-                plan = [] if logged.cascade_to is None else [logged.cascade_to]
-                candidates = [*plan, logged.model, *logged.fallbacks]
-                tokens = 0 if logged.input_tokens is None else logged.input_tokens
-                to_model = stronger_model(self.config, answered_by, candidates, tokens)
-        elif text is not None and (check.escalate or model is None):
-            # The request's own chain knows explicit fallbacks and its token count. Not
-            # logged: the original decision already is.
-            decision = self.route(text, log=False)
-            answered_by = decision.model if model is None else model
-            if check.escalate:
-                candidates = [decision.model, *decision.fallbacks]
-                to_model = stronger_model(
-                    self.config, answered_by, candidates, decision.input_tokens
-                )
-        elif check.escalate and model is not None:
-            # Without the request there is no token count: models compare by the price of
-            # the expected output alone.
-            to_model = next_tier_model(self.config, model, 0)
-        if answered_by is not None:
-            self._record(EventEntry("escalation", answered_by, to_model, check.detail, decision_id))
-        return Escalation(
-            escalate=check.escalate, to_model=to_model, reasons=check.reasons, detail=check.detail
-        )
-
-    def _known_model(self, name: str, what: str) -> str:
-        try:
-            self.config.model(name)
-        except KeyError:
-            known = ", ".join(m.name for m in self.config.models)
-            raise InputError(
-                f"{what}: unknown model {name!r}; router.yaml defines {known}"
-            ) from None
-        return name
 
     def mark_unhealthy(self, model: str, cooldown_s: float | None = None) -> float:
-        """Skip ``model`` in decisions and failovers for ``cooldown_s`` seconds (default
-        ``health.cooldown_s``); returns the seconds left. Marking again restarts it."""
-        self._known_model(model, "mark_unhealthy")
-        if cooldown_s is None:
-            cooldown_s = self.config.health.cooldown_s
-        if not cooldown_s > 0:  # also refuses NaN
-            raise InputError(f"cooldown_s must be more than 0 seconds, got {cooldown_s!r}")
-        return self._health.mark(model, cooldown_s)
+        """Skip ``model`` for a cooldown (:meth:`FollowUps.mark_unhealthy`)."""
+        return self._followups.mark_unhealthy(model, cooldown_s)
 
     def unhealthy_models(self) -> dict[str, float]:
         """Models currently marked unhealthy, with their seconds left."""
@@ -343,43 +216,13 @@ class Router:
     @property
     def failovers(self) -> int:
         """How many failovers (:meth:`failover` / :meth:`next_model` calls) were asked."""
-        return self._failovers
+        return self._followups.failovers
 
     def failover(
         self, chain: Decision | str | Sequence[str], failed: str | Sequence[str]
     ) -> Failover:
-        """The model to try once ``failed`` failed: the first model after the last failed
-        one in ``chain`` that has not failed and is not marked unhealthy; ``model`` None
-        when none is left. ``chain`` is a decision, the id of a logged decision (a plain
-        string; needs the decision log), or a model followed by its fallbacks. With a
-        decision log, the failover is recorded as an event."""
-        from .decisionlog import EventEntry
-
-        decision_id = None
-        if isinstance(chain, str):
-            decision_id = chain
-            logged = self.decision(chain)
-            names = [logged.model, *logged.fallbacks]
-        elif isinstance(chain, Decision):
-            decision_id = chain.id
-            names = [chain.model, *chain.fallbacks]
-        else:
-            names = list(chain)
-        failed_names = [failed] if isinstance(failed, str) else list(failed)
-        if not names:
-            raise InputError("the model chain is empty")
-        if not failed_names:
-            raise InputError("name at least one failed model")
-        for name in names:
-            self._known_model(name, "chain")
-        for name in failed_names:
-            self._known_model(name, "failed")
-        with self._failover_lock:
-            self._failovers += 1
-        result = next_model(names, set(failed_names), set(self._health.unhealthy()))
-        detail = f"failed: {', '.join(failed_names)}; {result.reason}"
-        self._record(EventEntry("failover", failed_names[-1], result.model, detail, decision_id))
-        return result
+        """The next model to try once ``failed`` failed (:meth:`FollowUps.failover`)."""
+        return self._followups.failover(chain, failed)
 
     def next_model(
         self, chain: Decision | str | Sequence[str], failed: str | Sequence[str]
