@@ -44,7 +44,6 @@ github.com/shuhao02/RouterDC: evaluation only, never copied.
 from __future__ import annotations
 
 import argparse
-import ast
 import itertools
 import json
 import random
@@ -67,6 +66,7 @@ from modeltriage.escalation import (
     extract_choice,
     normalise_answer,
 )
+from modeltriage.outcomes import unwrap_response as unwrap
 
 FLAGSHIP = "gpt-4-1106-preview"
 FIRST_TRIES = (
@@ -131,17 +131,6 @@ def prompt_labels(text: str) -> tuple[str, ...] | None:
         elif found:
             break
     return tuple(reversed(found)) or None
-
-
-def unwrap(response: str) -> str:
-    # Responses are stored as the repr of a one-element Python list: "['B\n']".
-    try:
-        value = ast.literal_eval(response)
-    except (ValueError, SyntaxError):
-        return response
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-        return value[0]
-    return response
 
 
 def load_rows(path: Path) -> tuple[list[Row], int]:

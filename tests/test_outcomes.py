@@ -144,6 +144,8 @@ def test_read_outcomes_names_the_bad_line(tmp_path: Path) -> None:
 
 
 def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
+    """Rows as an outcomes file; answers stored as RouterBench does, the repr of a
+    one-element list."""
     path.write_text(
         "".join(
             json.dumps(
@@ -155,6 +157,11 @@ def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
                         m: {"quality": o.quality, "cost_usd": o.cost_usd}
                         for m, o in r.outcomes.items()
                     },
+                    **(
+                        {"responses": {m: repr([a]) for m, a in r.responses.items()}}
+                        if r.responses
+                        else {}
+                    ),
                 }
             )
             + "\n"
@@ -162,6 +169,21 @@ def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
         )
     )
     return path
+
+
+@pytest.mark.parametrize(
+    ("stored", "answer"),
+    [
+        ("['B\\n']", "B\n"),
+        ("plain answer", "plain answer"),
+        ("['a', 'b']", "['a', 'b']"),  # not one answer: kept as it is
+        ("[not python", "[not python"),
+    ],
+)
+def test_unwrap_response(stored: str, answer: str) -> None:
+    from modeltriage.outcomes import unwrap_response
+
+    assert unwrap_response(stored) == answer
 
 
 def test_learn_cli_writes_a_loadable_intents_dir(

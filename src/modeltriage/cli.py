@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_eval import add_eval_parser, run_eval
-from .cli_outcomes import add_grouping_args
+from .cli_outcomes import add_grouping_args, add_plan_args
 from .errors import IndexStateError, InputError, ModelTriageError
 
 if TYPE_CHECKING:
-    from .decision import Decision
+    from .outcomes import OutcomeRow
     from .router import Router
     from .tuning import Case, QualityModel
 
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         "--good", type=float, default=0.5, help="quality counted as answered well (%(default)s)"
     )
     add_grouping_args(p)
+    add_plan_args(p)
 
     p = sub.add_parser("logs", help="recent logged decisions and a summary of the log")
     p.add_argument("--limit", type=int, default=20, help="recent decisions to list (0: none)")
@@ -208,7 +209,7 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .router import Router
+    from .router import Router, route_all
     from .simulation import format_report, read_traffic, simulate
 
     if args.requests_per_day < 1:
@@ -218,27 +219,13 @@ def _simulate(args: argparse.Namespace) -> int:
     rows = read_traffic(args.traffic)
     # A simulation is not traffic: keep it out of the decision log.
     router = Router.load(args.intents, build_if_needed=True, log=False)
-    size = router.config.limits.max_batch
-    decisions = [
-        decision
-        for start in range(0, len(rows), size)
-        for decision in router.route_batch([r.text for r in rows[start : start + size]])
-    ]
+    decisions = route_all(router, [r.text for r in rows])
     report = simulate(rows, decisions, router.config, args.requests_per_day, args.escalation_rate)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(format_report(report))
     return 0
-
-
-def _route_all(router: Router, texts: Sequence[str]) -> list[Decision]:
-    size = router.config.limits.max_batch
-    return [
-        decision
-        for start in range(0, len(texts), size)
-        for decision in router.route_batch(texts[start : start + size], explain=True)
-    ]
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -307,6 +294,8 @@ def _learn(args: argparse.Namespace) -> int:
     unknown = [m for _, m in tiers if m not in known]
     if unknown:
         raise InputError(f"--tiers: {args.outcomes} has no outcomes for {unknown}")
+    if args.plans:
+        return _learn_plans(args, rows, tiers)
     config = learned_config(rows, tiers)
     groups = None
     if args.group_by == "cluster" or not all(r.task for r in rows):
@@ -338,9 +327,54 @@ def _learn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learn_plans(
+    args: argparse.Namespace, rows: list[OutcomeRow], tiers: list[tuple[str, str]]
+) -> int:
+    from .outcomes import write_intents_dir
+    from .planlearning import learn_plans
+
+    needs_encoder = args.group_by == "cluster" or not all(r.task for r in rows)
+    encoder = None
+    if needs_encoder:
+        from .encoders import SentenceTransformerEncoder
+
+        encoder = SentenceTransformerEncoder()
+    learned = learn_plans(
+        rows,
+        tiers,
+        encoder,
+        floor=args.floor,
+        candidates=args.candidates,
+        group_by=args.group_by,
+        clusters=args.clusters,
+        seed=args.seed,
+    )
+    header = (
+        f"Learned by `modeltriage learn {args.outcomes} --tiers {args.tiers} --plans "
+        f"--floor {args.floor:g}`.\nEach intent says how its requests are served: the "
+        "flagship, one model, or a model checked by a second opinion."
+    )
+    write_intents_dir(args.out, learned.config, learned.intents, header)
+    choice = learned.choice
+    print(
+        f"wrote {len(learned.intents)} intents to {args.out} from {learned.rows} prompts "
+        f"({learned.skipped} skipped: a model's outcome missing); on those prompts the plans "
+        f"keep {100 * choice.quality_share:.1f}% of {tiers[-1][1]}'s quality at "
+        f"{100 * choice.savings:.1f}% savings"
+    )
+    for intent in learned.intents:
+        print(f"  {intent.name}: {intent.description}")
+    print(
+        "these figures are on the prompts the plans were chosen on; held out: "
+        "modeltriage eval outcomes --plans"
+    )
+    print(f"next: modeltriage build --intents {args.out}")
+    return 0
+
+
 def _log_cases(args: argparse.Namespace, router: Router) -> tuple[list[Case], QualityModel, str]:
     from .decisionlog import open_store, resolve_url
-    from .router import LOG_URL_ENV
+    from .router import LOG_URL_ENV, route_all
     from .tuning import cases_from_log
 
     url = args.url or os.environ.get(LOG_URL_ENV) or router.config.log.url
@@ -354,7 +388,7 @@ def _log_cases(args: argparse.Namespace, router: Router) -> tuple[list[Case], Qu
     with_text = [e for e in entries if e.text is not None]
     if not with_text:
         raise InputError(f"--log: no logged decision with its text in {store.url}")
-    decisions = _route_all(router, [e.text or "" for e in with_text])
+    decisions = route_all(router, [e.text or "" for e in with_text], explain=True)
     cases, quality = cases_from_log(
         with_text,
         feedback,
@@ -376,7 +410,7 @@ def _tune(args: argparse.Namespace) -> int:
 
     from .config import ROUTER_CONFIG_FILE
     from .datasets import read_intents_jsonl
-    from .router import Router
+    from .router import Router, route_all
     from .tuning import (
         QualityModel,
         cases_from_routes,
@@ -401,7 +435,7 @@ def _tune(args: argparse.Namespace) -> int:
                 f"{args.labelled}: labels name intents this router lacks: {unknown[:5]}"
             )
         texts = [r.text for r in rows]
-        decisions = _route_all(router, texts)
+        decisions = route_all(router, texts, explain=True)
         cases = cases_from_routes(
             texts,
             [d.neighbours for d in decisions],

@@ -30,6 +30,28 @@ def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
         p.add_argument("--seed", type=int, default=0, help="clustering seed (%(default)s)")
 
 
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    """Serving plans per intent, chosen from outcomes with each model's answers."""
+    p.add_argument(
+        "--plans",
+        action="store_true",
+        help="choose a plan per intent from the models' answers: the flagship, one model, "
+        "or a model checked by a second opinion (needs `responses` in the file)",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=0.98,
+        help="with --plans: keep at least this share of the flagship's quality (%(default)s)",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=3,
+        help="with --plans: cheap models tried per intent, the most often right (%(default)s)",
+    )
+
+
 def add_outcomes_parser(eval_sub: Any) -> None:
     p = eval_sub.add_parser(
         "outcomes",
@@ -58,6 +80,7 @@ def add_outcomes_parser(eval_sub: Any) -> None:
         help="embed the head or the tail of long prompts (default: %(default)s)",
     )
     add_grouping_args(p, seed=False)  # --seed above also seeds the clustering
+    add_plan_args(p)
     p.add_argument("--plot", type=Path, help="write quality against cost to this PNG")
     p.add_argument("--json", type=Path, help="write the full report as JSON to this path")
     p.set_defaults(eval_handler=run_outcomes)
@@ -86,6 +109,26 @@ def run_outcomes(args: argparse.Namespace) -> int:
         random.Random(args.seed).shuffle(order)
         cut = len(order) - round(len(order) * args.held_out)
         train, test = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
+    if args.plans:
+        from .planlearning import evaluate_plans, format_plans_report
+
+        plans_report = evaluate_plans(
+            train,
+            test,
+            tiers,
+            SentenceTransformerEncoder(),
+            floor=args.floor,
+            candidates=args.candidates,
+            good=args.good,
+            long_text=args.long_text,
+            group_by=args.group_by,
+            clusters=args.clusters,
+            seed=args.seed,
+        )
+        print(format_plans_report(plans_report))
+        if args.json is not None:
+            args.json.write_text(json.dumps(asdict(plans_report), indent=2), encoding="utf-8")
+        return 0
     report = evaluate_outcomes(
         train,
         test,

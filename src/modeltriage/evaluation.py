@@ -36,7 +36,7 @@ from .encoders import Encoder, Vectors
 from .errors import ModelTriageError
 from .inputs import check_text
 from .policy import cheapest_in_tier, decide, model_cost
-from .router import Router
+from .router import Router, route_all
 
 Label = str | None
 
@@ -471,16 +471,6 @@ class IntentEvaluation:
         return asdict(self)
 
 
-def _route_all(router: Router, texts: Sequence[str]) -> list[Decision]:
-    """Route in batches the router accepts, keeping the neighbours for the baselines."""
-    size = router.config.limits.max_batch
-    return [
-        decision
-        for start in range(0, len(texts), size)
-        for decision in router.route_batch(texts[start : start + size], explain=True)
-    ]
-
-
 def _build_set(
     rows: Sequence[LabelledText], config: RouterConfig, per_intent: int | None, seed: int
 ) -> IntentSet:
@@ -509,7 +499,7 @@ def _tune_floor(
     intent_set: IntentSet, held: Sequence[LabelledText], encoder: Encoder
 ) -> FloorTuning:
     router = Router.in_memory(intent_set, encoder)
-    decisions = _route_all(router, [r.text for r in held])
+    decisions = route_all(router, [r.text for r in held], explain=True)
     gold = [r.intent for r in held]
     predicted = [d.intent for d in decisions]
     confidences = [d.confidence for d in decisions]
@@ -599,7 +589,7 @@ def evaluate_intents(
     router = Router.in_memory(final_set, cache)
     texts = [r.text for r in test]
     gold = [r.intent for r in test]
-    decisions = _route_all(router, texts)
+    decisions = route_all(router, texts, explain=True)
     intents = {i.name: i for i in final_set.intents}
     top1_config = with_policy(config, top_k=1, aggregation="max")
     baseline = _top1_verdicts(decisions, top1_config, intents)

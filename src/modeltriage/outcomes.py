@@ -7,12 +7,13 @@ scores a router's choices by the chosen model's real quality and cost.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,23 @@ class OutcomeRow:
     text: str
     task: str | None
     outcomes: Mapping[str, Outcome]
+    # Each model's answer, when the file has them: what an answer-time check compares.
+    responses: Mapping[str, str] = field(default_factory=dict)
+
+
+def unwrap_response(response: str) -> str:
+    """The answer itself: RouterBench stores each response as the repr of a one-element
+    Python list ("['B\\n']"); anything else is returned as it is."""
+    text = response.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return response
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return response
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    return response
 
 
 def read_outcomes_jsonl(path: Path | str) -> list[OutcomeRow]:
@@ -79,12 +97,19 @@ def read_outcomes_jsonl(path: Path | str) -> list[OutcomeRow]:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ConfigError(f"not an outcomes row: {exc}", source, number) from None
             task = data.get("task")
+            raw_responses = data.get("responses")
+            responses = (
+                {m: unwrap_response(r) for m, r in raw_responses.items() if isinstance(r, str)}
+                if isinstance(raw_responses, dict)
+                else {}
+            )
             rows.append(
                 OutcomeRow(
                     str(data.get("id", number)),
                     text,
                     task if isinstance(task, str) else None,
                     outcomes,
+                    responses,
                 )
             )
     if not rows:
@@ -185,12 +210,16 @@ def learned_config(
     *,
     chars_per_token: float = 4.0,
     output_tokens: int = 50,
+    extra_models: Sequence[str] = (),
 ) -> RouterConfig:
     """A router config for the tier models. Prices are fitted from the observed costs
     (one $/token rate per model), so the router's estimates track the real bills;
-    thresholds start open, for `tune` to set."""
+    thresholds start open, for `tune` to set. ``extra_models`` (named by intents, e.g.
+    in cascade plans) join the cheapest tier as specialised models."""
     models = []
-    for tier, model in tiers:
+    named = {m for _, m in tiers}
+    extra = [(tiers[0][0], m) for m in dict.fromkeys(extra_models) if m not in named]
+    for tier, model in [*tiers, *extra]:
         spent = sum(r.outcomes[model].cost_usd for r in rows if model in r.outcomes)
         tokens = sum(
             estimate_tokens(r.text, chars_per_token) + output_tokens
@@ -204,6 +233,7 @@ def learned_config(
                 "tier": tier,
                 "input_usd_per_mtok": rate,
                 "output_usd_per_mtok": rate,
+                "specialised": model not in named,
             }
         )
     return RouterConfig.model_validate(

@@ -440,3 +440,14 @@ class Router:
             for text, decision in zip(texts, decisions, strict=True):
                 self._logger.log(decision, text, metadata=metadata)
         return decisions
+
+
+def route_all(router: Router, texts: Sequence[str], *, explain: bool = False) -> list[Decision]:
+    """Route any number of texts in batches of ``limits.max_batch`` (offline work:
+    evaluation, tuning, simulation). Decisions are logged as ``router`` is set up to."""
+    size = router.config.limits.max_batch
+    return [
+        decision
+        for start in range(0, len(texts), size)
+        for decision in router.route_batch(texts[start : start + size], explain=explain)
+    ]
