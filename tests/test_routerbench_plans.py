@@ -2,13 +2,14 @@
 of real models) through the real encoder, the FAISS index, the decision log and
 /escalate's logic, the way docs/cascade.md's winning policy runs in production.
 
-RouterBench (Hu et al., 2024, arXiv 2403.12031), read from ../shared/data (not copied
-into the repository); skipped when that folder is absent.
+RouterBench (Hu et al., 2024, arXiv 2403.12031), read from ../shared/data or
+$MODELTRIAGE_SHARED_DATA (not copied into the repository); skipped when it is absent.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from modeltriage.escalation import answers_agree
 
 from .conftest import REPO
 
-DATA = REPO.parent / "shared" / "data" / "routerbench" / "train.outcomes.jsonl"
+# ../shared/data beside the repository, or wherever $MODELTRIAGE_SHARED_DATA says.
+SHARED = Path(os.environ.get("MODELTRIAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATA = SHARED / "routerbench" / "train.outcomes.jsonl"
 MIXTRAL, YI = "mistralai/mixtral-8x7b-chat", "zero-one-ai/Yi-34B-Chat"
 GPT35, GPT4 = "gpt-3.5-turbo-1106", "gpt-4-1106-preview"
 LEARN, TEST = 60, 30  # rows per task, in file order
