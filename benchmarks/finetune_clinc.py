@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -130,36 +132,6 @@ class ModelEncoder:
 # --------------------------------------------------------------------------- training
 
 
-def make_batches(
-    intents: Sequence[Any], epochs: int, batch_size: int, rng: random.Random
-) -> list[list[tuple[str, str]]]:
-    """Per epoch, every exemplar is an anchor once with a random other exemplar of its
-    intent as positive; batches hold distinct intents (greedy, like NoDuplicates)."""
-    batches: list[list[tuple[str, str]]] = []
-    for _ in range(epochs):
-        pending: list[tuple[str, str, str]] = []
-        for intent in intents:
-            texts = [e.text for e in intent.exemplars]
-            if len(texts) < 2:
-                continue
-            for j, anchor in enumerate(texts):
-                k = rng.randrange(len(texts) - 1)
-                pending.append((intent.name, anchor, texts[k + (k >= j)]))
-        rng.shuffle(pending)
-        while pending:
-            batch, seen, rest = [], set(), []
-            for item in pending:
-                if len(batch) < batch_size and item[0] not in seen:
-                    seen.add(item[0])
-                    batch.append((item[1], item[2]))
-                else:
-                    rest.append(item)
-            pending = rest
-            if len(batch) >= 2:
-                batches.append(batch)
-    return batches
-
-
 def finetune(
     intents: Sequence[Any],
     epochs: int,
@@ -169,68 +141,40 @@ def finetune(
     label: str,
     seed: int = SEED,
 ) -> tuple[Any, dict[str, Any]]:
-    """Fine-tune a fresh copy of the base model with MultipleNegativesRankingLoss.
+    """Fine-tune with the library (``modeltriage.finetune``: MultipleNegativesRankingLoss,
+    pairs within an intent, batches of distinct intents) and load the result."""
+    from modeltriage.encoders import SentenceTransformerEncoder
+    from modeltriage.finetune import finetune as library_finetune
 
-    A plain loop (AdamW, linear warm-up 10% then decay, grad-norm clip 1) around
-    sentence-transformers' own loss and tokenisation: ``SentenceTransformerTrainer`` and
-    ``model.fit`` need the ``datasets`` package, which the project does not install.
-    """
-    import torch
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    model = load_base_model()
-    model.train()
-    loss_fn = MultipleNegativesRankingLoss(model)
-    batches = make_batches(intents, epochs, batch_size, rng)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, len(batches) // 10)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    meter = CpuMeter()
-    t0 = time.perf_counter()
-    losses = []
-    for step, batch in enumerate(batches):
-        anchors = model.preprocess([a for a, _ in batch])
-        positives = model.preprocess([p for _, p in batch])
-        loss = loss_fn([anchors, positives], torch.tensor([]))
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        if step % 25 == 0 or step == len(batches) - 1:
-            print(
-                f"  [{label}] step {step + 1}/{len(batches)} loss {np.mean(losses[-25:]):.3f} "
-                f"{time.perf_counter() - t0:.0f}s",
-                file=sys.stderr,
-            )
-    train_s = time.perf_counter() - t0
-    model.eval()
-    info = {
-        "pairs": sum(len(b) for b in batches),
-        "steps": len(batches),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "train_s": train_s,
-        "loss_first": float(np.mean(losses[:10])),
-        "loss_last": float(np.mean(losses[-10:])),
-        **meter.stop(),
-    }
+    rows = [(intent.name, e.text) for intent in intents for e in intent.exemplars]
     if save_dir is not None:
         target = save_dir / label.replace(" ", "_").replace("/", "-")
-        model.save(str(target))
-        info["saved_to"] = str(target)
-    return model, info
+    else:
+        target = Path(tempfile.mkdtemp(prefix="mt-finetune-")) / "model"
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if step % 25 == 0 or step == steps:
+            print(f"  [{label}] step {step}/{steps} loss {loss:.3f}", file=sys.stderr)
+
+    meter = CpuMeter()
+    info = library_finetune(
+        rows,
+        target,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        force=True,
+        progress=progress,
+    )
+    model = SentenceTransformerEncoder(model_path=target).model
+    if save_dir is None:
+        shutil.rmtree(target.parent, ignore_errors=True)
+    return model, {
+        **asdict(info),
+        **meter.stop(),
+        "saved_to": None if save_dir is None else str(target),
+    }
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -561,7 +561,7 @@ def test_clinc_slice_through_the_real_encoder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The handler's default encoder, without loading the model a second time.
-    monkeypatch.setattr("modeltriage.encoders.SentenceTransformerEncoder", lambda: real_encoder)
+    monkeypatch.setattr("modeltriage.encoders.SentenceTransformerEncoder", lambda **_: real_encoder)
     out = tmp_path / "report.json"
     assert run_eval(_files("--tune-floor", "--json", str(out))) == 0
     table = capsys.readouterr().out

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_eval import add_eval_parser, run_eval
+from .cli_finetune import add_finetune_parser, run_finetune
 from .cli_outcomes import add_grouping_args, add_plan_args
 from .errors import IndexStateError, InputError, ModelTriageError
 
 if TYPE_CHECKING:
+    from .config import IntentSet
     from .outcomes import OutcomeRow
     from .router import Router
     from .tuning import Case, QualityModel
@@ -96,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_grouping_args(p)
     add_plan_args(p)
+
+    add_finetune_parser(sub)
 
     p = sub.add_parser("logs", help="recent logged decisions and a summary of the log")
     p.add_argument("--limit", type=int, default=20, help="recent decisions to list (0: none)")
@@ -188,8 +192,43 @@ def _check(args: argparse.Namespace) -> int:
             f"{args.intents}"
         )
         return 1
+    problem = _check_encoder(intent_set, manifest.encoder, [(r.intent, r.text) for r in rows])
+    if problem is not None:
+        print(f"{problem}; run: modeltriage build --intents {args.intents}")
+        return 1
     print(f"index: current, version {manifest.version}, built {manifest.built_at}")
     return 0
+
+
+def _check_encoder(
+    intent_set: IntentSet, built_with: str, rows: list[tuple[str, str]]
+) -> str | None:
+    """Whether the index was built by the encoder router.yaml names; warns (on stdout)
+    when a fine-tuned encoder was trained on other exemplars than today's."""
+    from .encoders import SentenceTransformerEncoder, weights_digest
+    from .finetune import read_info, rows_hash
+
+    path = intent_set.config.encoder.path
+    if path is None:
+        if "+ft:" in built_with:
+            return f"index: built with the fine-tuned encoder {built_with}, router.yaml names none"
+        return None
+    base = Path(".") if intent_set.source is None else intent_set.source
+    model_dir = base / path
+    if not model_dir.is_dir():
+        raise InputError(f"encoder.path {model_dir} is not a directory (router.yaml)")
+    wanted = f"{SentenceTransformerEncoder.BASE_ID}+ft:{weights_digest(model_dir)[:12]}"
+    info = read_info(model_dir)
+    if info is not None and info.content_hash != rows_hash(rows):
+        print(
+            f"encoder: {model_dir} was fine-tuned on other exemplars ({info.exemplars} "
+            f"then, {len(rows)} now): it still works; re-run modeltriage finetune to learn "
+            "the new ones"
+        )
+    if built_with != wanted:
+        return f"index: built with encoder {built_with}, router.yaml names {wanted}"
+    print(f"encoder: fine-tuned {model_dir} ({wanted})")
+    return None
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -559,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "logs": _logs,
         "learn": _learn,
         "eval": run_eval,
+        "finetune": run_finetune,
         "serve": _serve,
     }
     try:

