@@ -68,6 +68,30 @@ def test_summarise(tiny_dir: Path) -> None:
     assert format_summary(summarise([], [], config)) == "no decisions logged"
 
 
+def test_summarise_counts_checks_and_failovers(tiny_dir: Path) -> None:
+    import dataclasses
+
+    from modeltriage.decisionlog import EventEntry
+
+    config = load_intents(tiny_dir).config
+    planned = dataclasses.replace(entry(1, "small", "small-a", 0.001), cascade_to="big-a")
+    entries = [planned, entry(2, "small", "small-a", 0.001), entry(3, "mid", "mid-a", 0.01)]
+    events = [
+        EventEntry("escalation", "small-a", "big-a", "escalate: hedge (...)", "d1"),
+        EventEntry("escalation", "small-a", None, "keep the answer: no signal fired", "d2"),
+        EventEntry("failover", "mid-a", "big-a", "failed: mid-a; next", "d3"),
+        EventEntry("failover", "big-a", None, "failed: big-a; no model left", "d3"),
+        EventEntry("failover", "small-a", "small-b", "another replica's", "elsewhere"),
+    ]
+    s = summarise(entries, [], config, events)
+    assert (s.planned, s.planned_checked, s.planned_escalated) == (1, 1, 1)
+    assert (s.answer_checks, s.escalations) == (2, 1)
+    assert (s.failovers, s.failovers_exhausted) == (2, 1)
+    text = format_summary(s)
+    assert "cascade plans: 1 decisions, 1 answers checked, 1 escalated" in text
+    assert "failovers: 2 (1 with no model left)" in text
+
+
 @pytest.mark.real
 def test_logs_and_tune_from_the_log(
     shipped_copy: Path,

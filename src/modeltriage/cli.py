@@ -297,9 +297,10 @@ def _logs(args: argparse.Namespace) -> int:
     try:
         entries = store.decisions(since=since)
         feedback = store.feedback()
+        events = store.events(since=since)
     finally:
         store.close()
-    summary = summarise(entries, feedback, intent_set.config)
+    summary = summarise(entries, feedback, intent_set.config, events)
     recent = entries[: args.limit]
     if args.json:
         payload = {

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from .config import RouterConfig
-from .decisionlog import FeedbackEntry, LogEntry
+from .decisionlog import EventEntry, FeedbackEntry, LogEntry
 from .policy import cheapest_in_tier, estimate_tokens, model_cost
 
 
@@ -29,6 +29,14 @@ class LogSummary:
     feedback_coverage: float
     mean_quality_by_tier: dict[str, float]
     feedback_by_tier: dict[str, int]
+    # What happened after the decisions (events of the listed decisions only).
+    planned: int = 0  # decisions with a cascade plan
+    planned_checked: int = 0  # ... whose answer was checked (POST /escalate)
+    planned_escalated: int = 0  # ... and escalated
+    answer_checks: int = 0
+    escalations: int = 0
+    failovers: int = 0
+    failovers_exhausted: int = 0  # no model was left in the chain
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -42,8 +50,16 @@ def _input_tokens(entry: LogEntry, config: RouterConfig) -> int | None:
     return None  # logged before schema 3 in hash-only mode: nothing to estimate from
 
 
+def escalated(event: EventEntry) -> bool:
+    """Whether an answer check said to escalate (its detail is check_answer's)."""
+    return event.kind == "escalation" and event.detail.startswith("escalate")
+
+
 def summarise(
-    entries: Sequence[LogEntry], feedback: Sequence[FeedbackEntry], config: RouterConfig
+    entries: Sequence[LogEntry],
+    feedback: Sequence[FeedbackEntry],
+    config: RouterConfig,
+    events: Sequence[EventEntry] = (),
 ) -> LogSummary:
     n = len(entries)
     output = config.cost.expected_output_tokens
@@ -75,6 +91,13 @@ def summarise(
     def shares(counter: Counter[str]) -> dict[str, float]:
         return {k: v / n for k, v in counter.most_common()} if n else {}
 
+    mine = [ev for ev in events if ev.decision_id in ids]
+    checks = [ev for ev in mine if ev.kind == "escalation"]
+    failovers = [ev for ev in mine if ev.kind == "failover"]
+    planned = {e.decision_id for e in entries if e.cascade_to is not None}
+    checked = {ev.decision_id for ev in checks if ev.decision_id in planned}
+    raised = {ev.decision_id for ev in checks if ev.decision_id in planned and escalated(ev)}
+
     times = sorted(e.created_at for e in entries)
     return LogSummary(
         requests=n,
@@ -92,6 +115,13 @@ def summarise(
         feedback_coverage=len(covered) / n if n else 0.0,
         mean_quality_by_tier={t: sum(q) / len(q) for t, q in sorted(quality.items())},
         feedback_by_tier={t: len(q) for t, q in sorted(quality.items())},
+        planned=len(planned),
+        planned_checked=len(checked),
+        planned_escalated=len(raised),
+        answer_checks=len(checks),
+        escalations=sum(escalated(ev) for ev in checks),
+        failovers=len(failovers),
+        failovers_exhausted=sum(ev.to_model is None for ev in failovers),
     )
 
 
@@ -121,6 +151,16 @@ def format_summary(summary: LogSummary) -> str:
     for tier, mean in summary.mean_quality_by_tier.items():
         lines.append(
             f"    mean quality on {tier}: {mean:.3f} ({summary.feedback_by_tier[tier]} rows)"
+        )
+    if summary.planned:
+        lines.append(
+            f"  cascade plans: {summary.planned} decisions, {summary.planned_checked} answers "
+            f"checked, {summary.planned_escalated} escalated"
+        )
+    if summary.answer_checks or summary.failovers:
+        lines.append(
+            f"  answer checks: {summary.answer_checks} ({summary.escalations} escalated); "
+            f"failovers: {summary.failovers} ({summary.failovers_exhausted} with no model left)"
         )
     return "\n".join(lines)
 
