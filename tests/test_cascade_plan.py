@@ -108,6 +108,14 @@ def test_escalating_a_decision_without_a_plan_follows_its_chain(router: Router) 
     assert result.to_model == "mid-a"  # the first stronger model of its fallbacks
 
 
+def test_a_model_name_is_not_mistaken_for_a_decision_id(router: Router) -> None:
+    from modeltriage import InputError
+
+    with pytest.raises(InputError, match="is a model name"):
+        router.next_model("small-a", "small-a")
+    assert router.next_model(["small-a", "big-a"], "small-a") == "big-a"
+
+
 def test_failover_by_id_is_recorded(router: Router, store: MemoryStore) -> None:
     decision = router.route(SUNDAY)
     assert router.next_model(decision.id, "small-a") == "small-b"

@@ -203,6 +203,11 @@ class FollowUps:
 
         decision_id = None
         if isinstance(chain, str):
+            if any(m.name == chain for m in self.config.models):
+                raise InputError(
+                    f"chain: {chain!r} is a model name; give a decision, a decision id or a "
+                    f"list of model names such as [{chain!r}]"
+                )
             decision_id = chain
             logged = self.decision(chain)
             names = [logged.model, *logged.fallbacks]
