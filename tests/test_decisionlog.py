@@ -457,6 +457,16 @@ def test_events_round_trip_oldest_first(store: LogStore) -> None:
     assert got[0] == events[2]
 
 
+def test_health_marks_are_shared_through_the_store(store: LogStore) -> None:
+    store.mark_unhealthy("mid-a", T0 + HOUR)
+    store.mark_unhealthy("big-a", T0 + timedelta(minutes=5))
+    assert store.unhealthy_until(T0) == {"big-a": T0 + timedelta(minutes=5), "mid-a": T0 + HOUR}
+    # a later mark replaces the earlier one; expired marks are not reported
+    store.mark_unhealthy("mid-a", T0 + timedelta(minutes=1))
+    assert store.unhealthy_until(T0 + timedelta(minutes=2)) == {"big-a": T0 + timedelta(minutes=5)}
+    assert store.unhealthy_until(T0 + HOUR) == {}
+
+
 @pytest.mark.parametrize(
     ("fields", "fragment"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,80 @@ def test_sticky_over_http(sticky: Router) -> None:
             json={"messages": [{"role": "user", "content": SUNDAY}], "conversation_id": "c9"},
         )
         assert r.json()["tier"] == "mid"
+
+
+# --- replicas sharing one log share health marks ---------------------------------------
+
+
+def test_replicas_sharing_a_log_skip_a_model_either_marked(
+    make_intents: Callable[..., Path], clock: FakeClock
+) -> None:
+    from modeltriage.decisionlog import MemoryStore
+
+    store = MemoryStore()
+    directory = make_intents(
+        TINY_INTENTS, STEPS_YAML.replace("  cooldown_s: 30\n", "  cooldown_s: 30\n  refresh_s: 0\n")
+    )
+    intent_set = load_intents(directory)
+    one = Router.in_memory(intent_set, HashingEncoder(), exact_numpy=True, log=store, clock=clock)
+    two = Router.in_memory(intent_set, HashingEncoder(), exact_numpy=True, log=store, clock=clock)
+    assert two.route(SUNDAY).model == "small-a"
+    one.mark_unhealthy("small-a")
+    two._health.refresh()  # what its background refresh does every refresh_s
+    assert "small-a" in two.unhealthy_models()
+    assert 29 < two.unhealthy_models()["small-a"] <= 30
+    assert two.route(SUNDAY).model == "small-b"
+    one.close()
+    two.close()
+
+
+def test_health_stays_local_when_not_shared(
+    make_intents: Callable[..., Path], clock: FakeClock
+) -> None:
+    from modeltriage.decisionlog import MemoryStore
+
+    store = MemoryStore()
+    directory = make_intents(
+        TINY_INTENTS,
+        STEPS_YAML.replace("  cooldown_s: 30\n", "  cooldown_s: 30\n  shared: false\n"),
+    )
+    intent_set = load_intents(directory)
+    one = Router.in_memory(intent_set, HashingEncoder(), exact_numpy=True, log=store, clock=clock)
+    one.mark_unhealthy("small-a")
+    assert store.unhealthy_until(datetime.now(timezone.utc)) == {}
+    one.close()
+
+
+def test_a_failing_health_store_keeps_the_local_mark() -> None:
+    from modeltriage.health import ModelHealth
+
+    class Broken:
+        url = "broken:"
+
+        def mark_unhealthy(self, model: str, until: datetime) -> None:
+            raise OSError("down")
+
+        def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
+            raise OSError("down")
+
+    health = ModelHealth(FakeClock(), Broken(), refresh_s=0)
+    assert health.mark("small-a", 30) == 30
+    health.refresh()
+    assert list(health.unhealthy()) == ["small-a"]
+
+
+def test_replicas_share_marks_through_a_sqlite_log(
+    make_intents: Callable[..., Path], clock: FakeClock, tmp_path: Path
+) -> None:
+    directory = make_intents(
+        TINY_INTENTS, STEPS_YAML.replace("  cooldown_s: 30\n", "  cooldown_s: 30\n  refresh_s: 0\n")
+    )
+    intent_set = load_intents(directory)
+    url = f"sqlite://{tmp_path / 'shared.db'}"
+    one = Router.in_memory(intent_set, HashingEncoder(), exact_numpy=True, log=url, clock=clock)
+    two = Router.in_memory(intent_set, HashingEncoder(), exact_numpy=True, log=url, clock=clock)
+    one.mark_unhealthy("small-a", cooldown_s=120)
+    two._health.refresh()
+    assert two.route(SUNDAY).model == "small-b"
+    one.close()
+    two.close()

@@ -216,6 +216,14 @@ class HealthSettings(_Strict):
     cooldown_s: float = Field(
         default=60.0, gt=0, description="default cooldown of Router.mark_unhealthy, in seconds"
     )
+    shared: bool = Field(
+        default=True,
+        description="with a decision log, write marks to it and read other routers' marks "
+        "(replicas sharing a PostgreSQL log skip a model any of them marked)",
+    )
+    refresh_s: float = Field(
+        default=2.0, ge=0, description="how often shared marks are read from the log, seconds"
+    )
 
 
 class ConversationSettings(_Strict):

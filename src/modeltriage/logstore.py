@@ -155,6 +155,14 @@ class LogStore(Protocol):
         """Events (for one decision, or all) created at or after ``since``, oldest first."""
         ...
 
+    def mark_unhealthy(self, model: str, until: datetime) -> None:
+        """Record that ``model`` is unhealthy until ``until`` (a later mark replaces it),
+        for every router sharing this store."""
+
+    def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
+        """Models marked unhealthy past ``now``, with the end of their cooldown."""
+        ...
+
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
@@ -175,6 +183,7 @@ class MemoryStore:
         self._decisions: dict[str, LogEntry] = {}
         self._feedback: list[FeedbackEntry] = []
         self._events: list[EventEntry] = []
+        self._health: dict[str, datetime] = {}
         self._closed = False
 
     def _check_open(self) -> None:
@@ -234,6 +243,18 @@ class MemoryStore:
         if since is not None:
             rows = [e for e in rows if e.created_at >= since]
         return sorted(rows, key=lambda e: e.created_at)
+
+    def mark_unhealthy(self, model: str, until: datetime) -> None:
+        until = _as_utc(until, "until")
+        with self._lock:
+            self._check_open()
+            self._health[model] = until
+
+    def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
+        now = _as_utc(now, "now")
+        with self._lock:
+            self._check_open()
+            return {m: t for m, t in sorted(self._health.items()) if t > now}
 
     def schema_version(self) -> int:
         return len(SQLITE_MIGRATIONS)
@@ -346,6 +367,12 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX events_decision_id ON events (decision_id)",
             "CREATE INDEX events_created_at ON events (created_at)",
+            # Models marked unhealthy, shared by every replica writing to this log.
+            """CREATE TABLE model_health (
+                model TEXT PRIMARY KEY,
+                until TEXT NOT NULL,
+                marked_at TEXT NOT NULL
+            )""",
         ),
     ),
 )
@@ -417,6 +444,11 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX events_decision_id ON events (decision_id)",
             "CREATE INDEX events_created_at ON events (created_at)",
+            """CREATE TABLE model_health (
+                model TEXT PRIMARY KEY,
+                until TIMESTAMPTZ NOT NULL,
+                marked_at TIMESTAMPTZ NOT NULL
+            )""",
         ),
     ),
 )
@@ -636,6 +668,25 @@ class _SQLStore(ABC):
             )
             for row in rows
         ]
+
+    def mark_unhealthy(self, model: str, until: datetime) -> None:
+        until = _as_utc(until, "until")
+        p = self._param
+        sql = (
+            f"INSERT INTO model_health (model, until, marked_at) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (model) DO UPDATE SET until = excluded.until, "
+            "marked_at = excluded.marked_at"
+        )
+        params = (self._text(model), self._encode_time(until), self._encode_time(_utcnow()))
+        with self._guard("mark a model unhealthy", write=True):
+            self._execute(sql, params)
+
+    def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
+        now = _as_utc(now, "now")
+        sql = f"SELECT model, until FROM model_health WHERE until > {self._param} ORDER BY model"
+        with self._guard("read model health"):
+            rows = self._execute(sql, (self._encode_time(now),)).fetchall()
+        return {row[0]: self._decode_time(row[1]) for row in rows}
 
     def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
         sql = f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback"

@@ -109,7 +109,9 @@ class Router:
         self._encoder = encoder
         self._index = index
         self._logger = logger
-        self._health = ModelHealth(clock)
+        health = intent_set.config.health
+        shared = logger.store if logger is not None and health.shared else None
+        self._health = ModelHealth(clock, shared, refresh_s=health.refresh_s)
         self._clock = clock
         # conversation_id -> (tier position, turns left, expiry time), least recent first
         self._conversations: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
