@@ -48,20 +48,23 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def weights_digest(model_dir: Path) -> str:
-    """SHA-256 of a sentence-transformers directory's weights: a fine-tuned model's
-    identity, so an index built with other weights is refused."""
-    for name in WEIGHT_FILES:
-        path = model_dir / name
-        if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
-    raise ConfigError(
-        f"not a sentence-transformers model directory: no {' or '.join(WEIGHT_FILES)}",
-        model_dir,
-    )
+    """SHA-256 over a sentence-transformers directory: every file but ``finetune.json``
+    (weights, tokenizer, pooling and length settings all change the vectors), by relative
+    path. A fine-tuned model's identity, so an index built by another is refused."""
+    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError(
+            f"not a sentence-transformers model directory: no {' or '.join(WEIGHT_FILES)}",
+            model_dir,
+        )
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name != "finetune.json")
+    for path in files:
+        digest.update(path.relative_to(model_dir).as_posix().encode("utf-8") + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 class SentenceTransformerEncoder:
