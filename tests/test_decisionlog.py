@@ -473,6 +473,7 @@ def test_health_marks_are_shared_through_the_store(store: LogStore) -> None:
         ({"kind": "retry"}, "event kind"),
         ({"model": ""}, "needs the model"),
         ({"decision_id": ""}, "decision_id"),
+        ({"event_id": ""}, "event_id"),
     ],
 )
 def test_bad_events_are_refused(fields: dict[str, Any], fragment: str) -> None:
@@ -646,9 +647,17 @@ def test_spool_keeps_events_and_replays_them(tmp_path: Path) -> None:
     assert read_spool(path) == entries
     store = MemoryStore()
     write_entries(store, read_spool(path))
-    write_entries(store, read_spool(path))  # a second replay writes no decision twice
+    write_entries(store, read_spool(path))  # a second replay writes nothing twice
     assert len(store.decisions()) == 2
-    assert store.events(decision_id="d0000")[0] == event
+    assert store.events(decision_id="d0000") == [event]
+
+
+def test_an_event_written_twice_is_stored_once(store: LogStore) -> None:
+    event = EventEntry("failover", "mid-a", "big-a", "timeout", "d0000", created_at=T0)
+    store.write_events([event])
+    store.write_events([event, EventEntry("failover", "big-a", None, "none left", "d0000")])
+    assert [e.event_id for e in store.events()][0] == event.event_id
+    assert len(store.events()) == 2
 
 
 def test_a_corrupt_spool_names_the_line(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -222,8 +223,12 @@ class EventEntry:
     detail: str
     decision_id: str | None = None
     created_at: datetime = field(default_factory=_utcnow)
+    # Unique per event, so writing it twice (a retry, a spool replayed twice) stores it once.
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
+        if not self.event_id:
+            raise InvalidEntryError("event_id must not be empty")
         if self.kind not in EVENT_KINDS:
             raise InvalidEntryError(f"event kind must be one of {EVENT_KINDS}, got {self.kind!r}")
         if not self.model:
