@@ -108,3 +108,42 @@ def test_cascade_plans_are_costed_between_two_bounds(make_intents: Callable[...,
 def test_simulate_cli_refuses_a_bad_escalation_rate(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--escalation-rate", "2"]) == 1
     assert "--escalation-rate must be from 0 to 1" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_simulate_takes_the_escalation_rate_from_the_log(
+    make_intents: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from modeltriage.decisionlog import EventEntry, open_store
+
+    from .test_logs_cli import entry
+
+    yaml = ROUTER_YAML.replace("margin: 0.02", "margin: 0.02\n  cascade_margin: 0.99")
+    directory = make_intents(TINY_INTENTS, yaml + "log:\n  url: .log/d.sqlite3\n")
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text('{"text": "when do you open on sunday?"}\n')
+    argv = ["simulate", "--intents", str(directory), "--traffic", str(traffic)]
+    assert main([*argv, "--escalation-rate", "log"]) == 1
+    assert "no cascade plan in the log has had its answer checked" in capsys.readouterr().err
+
+    store = open_store(f"sqlite://{directory / '.log' / 'd.sqlite3'}")
+    planned = [
+        dataclasses.replace(entry(n, "small", "small-a", 0.001), cascade_to="big-a")
+        for n in range(4)
+    ]
+    store.write_decisions(planned)
+    store.write_events(
+        [
+            EventEntry("escalation", "small-a", "big-a", "escalate: hedge", "d0"),
+            EventEntry("escalation", "small-a", None, "keep the answer", "d1"),
+            EventEntry("escalation", "small-a", None, "keep the answer", "d2"),
+            EventEntry("escalation", "small-a", None, "keep the answer", "d3"),
+        ]
+    )
+    store.close()
+    assert main([*argv, "--escalation-rate", "log", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 4 checked plans escalated (25.0%)" in captured.err
+    assert json.loads(captured.out)["escalation_rate"] == 0.25

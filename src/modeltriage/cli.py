@@ -74,10 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--escalation-rate",
-        type=float,
-        default=1.0,
-        help="share of cascade plans whose cheap answer is escalated (default: %(default)s, "
-        "the upper bound of the cost)",
+        default="1.0",
+        help="share of cascade plans whose cheap answer is escalated: a number from 0 to 1 "
+        "(default: %(default)s, the upper bound of the cost), or `log`: the share measured in "
+        "the decision log (answers checked with /escalate)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _intents_arg(p)
@@ -253,18 +253,57 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.requests_per_day < 1:
         raise InputError("--requests-per-day must be at least 1")
-    if not 0.0 <= args.escalation_rate <= 1.0:
-        raise InputError(f"--escalation-rate must be from 0 to 1, got {args.escalation_rate}")
+    rate = _escalation_rate(args)
     rows = read_traffic(args.traffic)
     # A simulation is not traffic: keep it out of the decision log.
     router = Router.load(args.intents, build_if_needed=True, log=False)
     decisions = route_all(router, [r.text for r in rows])
-    report = simulate(rows, decisions, router.config, args.requests_per_day, args.escalation_rate)
+    report = simulate(rows, decisions, router.config, args.requests_per_day, rate)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(format_report(report))
     return 0
+
+
+def _escalation_rate(args: argparse.Namespace) -> float:
+    """--escalation-rate: a share, or `log` for the share of checked plans that escalated."""
+    if args.escalation_rate != "log":
+        try:
+            rate = float(args.escalation_rate)
+        except ValueError:
+            rate = float("nan")
+        if not 0.0 <= rate <= 1.0:  # also refuses NaN
+            raise InputError(
+                f"--escalation-rate must be from 0 to 1 or `log`, got {args.escalation_rate}"
+            )
+        return rate
+    from .config import load_intents
+    from .decisionlog import open_store, resolve_url
+    from .logreport import summarise
+    from .router import LOG_URL_ENV
+
+    intent_set = load_intents(args.intents)
+    url = os.environ.get(LOG_URL_ENV) or intent_set.config.log.url
+    if url is None:
+        raise InputError("--escalation-rate log: decision logging is off (no log.url)")
+    store = open_store(resolve_url(url, args.intents))
+    try:
+        summary = summarise(store.decisions(), [], intent_set.config, store.events())
+    finally:
+        store.close()
+    if summary.planned_checked == 0:
+        raise InputError(
+            "--escalation-rate log: no cascade plan in the log has had its answer checked "
+            "(POST /escalate with the decision id) yet; give a number instead"
+        )
+    rate = summary.planned_escalated / summary.planned_checked
+    print(
+        f"escalation rate from the log: {summary.planned_escalated} of "
+        f"{summary.planned_checked} checked plans escalated ({100 * rate:.1f}%)",
+        file=sys.stderr,
+    )
+    return rate
 
 
 def _parse_since(value: str | None) -> datetime | None:
