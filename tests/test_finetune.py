@@ -148,14 +148,14 @@ def test_fine_tune_then_route_with_the_fine_tuned_encoder(
 
 
 def test_the_model_id_covers_every_file_but_the_record(tmp_path: Path) -> None:
-    from modeltriage.encoders import weights_digest
+    from modeltriage.encoders import model_digest
 
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text('{"mean": true}')
     (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
-    first = weights_digest(tmp_path)
+    first = model_digest(tmp_path)
     (tmp_path / FINETUNE_FILE).write_text("{}")  # the record does not change the vectors
-    assert weights_digest(tmp_path) == first
+    assert model_digest(tmp_path) == first
     (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
-    assert weights_digest(tmp_path) != first
+    assert model_digest(tmp_path) != first

@@ -205,7 +205,7 @@ def _check_encoder(
 ) -> str | None:
     """Whether the index was built by the encoder router.yaml names; warns (on stdout)
     when a fine-tuned encoder was trained on other exemplars than today's."""
-    from .encoders import SentenceTransformerEncoder, weights_digest
+    from .encoders import fine_tuned_model_id
     from .finetune import read_info, rows_hash
 
     path = intent_set.config.encoder.path
@@ -217,7 +217,7 @@ def _check_encoder(
     model_dir = base / path
     if not model_dir.is_dir():
         raise InputError(f"encoder.path {model_dir} is not a directory (router.yaml)")
-    wanted = f"{SentenceTransformerEncoder.BASE_ID}+ft:{weights_digest(model_dir)[:12]}"
+    wanted = fine_tuned_model_id(model_dir)
     info = read_info(model_dir)
     if info is not None and info.content_hash != rows_hash(rows):
         print(
@@ -362,6 +362,7 @@ def _learn(args: argparse.Namespace) -> int:
     from .outcomes import (
         learn_intents,
         learned_config,
+        needs_clustering,
         parse_tiers,
         read_outcomes_jsonl,
         write_intents_dir,
@@ -377,7 +378,7 @@ def _learn(args: argparse.Namespace) -> int:
         return _learn_plans(args, rows, tiers)
     config = learned_config(rows, tiers)
     groups = None
-    if args.group_by == "cluster" or not all(r.task for r in rows):
+    if needs_clustering(rows, args.group_by):
         from .encoders import SentenceTransformerEncoder
         from .outcomes import group_names
 
@@ -409,12 +410,11 @@ def _learn(args: argparse.Namespace) -> int:
 def _learn_plans(
     args: argparse.Namespace, rows: list[OutcomeRow], tiers: list[tuple[str, str]]
 ) -> int:
-    from .outcomes import write_intents_dir
+    from .outcomes import needs_clustering, write_intents_dir
     from .planlearning import learn_plans
 
-    needs_encoder = args.group_by == "cluster" or not all(r.task for r in rows)
     encoder = None
-    if needs_encoder:
+    if needs_clustering(rows, args.group_by):
         from .encoders import SentenceTransformerEncoder
 
         encoder = SentenceTransformerEncoder()

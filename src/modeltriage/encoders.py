@@ -47,7 +47,7 @@ def normalise(vectors: NDArray[Any]) -> Vectors:
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def weights_digest(model_dir: Path) -> str:
+def model_digest(model_dir: Path) -> str:
     """SHA-256 over a sentence-transformers directory: every file but ``finetune.json``
     (weights, tokenizer, pooling and length settings all change the vectors), by relative
     path. A fine-tuned model's identity, so an index built by another is refused."""
@@ -65,6 +65,11 @@ def weights_digest(model_dir: Path) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def fine_tuned_model_id(model_dir: Path) -> str:
+    """The encoder id of a fine-tuned model directory, as the index manifest records it."""
+    return f"{SentenceTransformerEncoder.BASE_ID}+ft:{model_digest(model_dir)[:12]}"
 
 
 class SentenceTransformerEncoder:
@@ -94,7 +99,7 @@ class SentenceTransformerEncoder:
             if not path.is_dir():
                 raise ConfigError("fine-tuned model directory not found", path)
             # The id names the weights, so another fine-tune is another encoder.
-            self._model_id = f"{self.BASE_ID}+ft:{weights_digest(path)[:12]}"
+            self._model_id = fine_tuned_model_id(path)
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging

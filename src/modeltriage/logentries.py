@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .decision import Decision
 from .errors import ModelTriageError
@@ -88,8 +88,29 @@ def _checked_metadata(metadata: Metadata) -> dict[str, MetadataValue]:
     return checked
 
 
+_Entry = TypeVar("_Entry", bound="_JsonEntry")
+
+
+class _JsonEntry:
+    """JSON round trip of an entry: fields as they are, ``created_at`` in ISO 8601, tuples
+    as lists."""
+
+    created_at: datetime
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        data["created_at"] = self.created_at.isoformat()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_json_dict(cls: type[_Entry], data: Mapping[str, Any]) -> _Entry:
+        values = dict(data)
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class LogEntry:
+class LogEntry(_JsonEntry):
     """One routed request, as the log keeps it."""
 
     decision_id: str
@@ -159,21 +180,9 @@ class LogEntry:
             second_opinion=None if decision.cascade is None else decision.cascade.second_opinion,
         )
 
-    def to_json_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        data["fallbacks"] = list(self.fallbacks)
-        return data
-
-    @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> LogEntry:
-        values = dict(data)
-        values["created_at"] = datetime.fromisoformat(values["created_at"])
-        return cls(**values)
-
 
 @dataclass(frozen=True)
-class FeedbackEntry:
+class FeedbackEntry(_JsonEntry):
     """A quality signal (0 = useless, 1 = perfect) for one logged decision."""
 
     decision_id: str
@@ -201,18 +210,13 @@ class FeedbackEntry:
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
 
-    def to_json_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
-
 
 EventKind = Literal["failover", "escalation"]
 EVENT_KINDS: tuple[EventKind, ...] = ("failover", "escalation")
 
 
 @dataclass(frozen=True)
-class EventEntry:
+class EventEntry(_JsonEntry):
     """What happened after a decision: a failover (``model`` failed, ``to_model`` is
     next) or an answer check (``model`` answered; ``to_model`` is set when escalated).
     ``decision_id`` is None when the caller gave a chain or a model but no id."""
@@ -236,17 +240,6 @@ class EventEntry:
         if self.decision_id == "":
             raise InvalidEntryError("decision_id must not be empty")
         object.__setattr__(self, "created_at", _as_utc(self.created_at, "created_at"))
-
-    def to_json_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return data
-
-    @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> EventEntry:
-        values = dict(data)
-        values["created_at"] = datetime.fromisoformat(values["created_at"])
-        return cls(**values)
 
 
 Entry = LogEntry | EventEntry

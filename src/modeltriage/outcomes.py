@@ -369,6 +369,11 @@ def outcome_cases(
     return cases
 
 
+def needs_clustering(rows: Sequence[OutcomeRow], group_by: GroupBy) -> bool:
+    """Whether grouping ``rows`` into intents takes clustering (and so an encoder)."""
+    return group_by == "cluster" or not all(r.task for r in rows)
+
+
 def group_names(
     rows: Sequence[OutcomeRow],
     encoder: Encoder,
@@ -382,7 +387,7 @@ def group_names(
     embedded through the router's scoring view."""
     from .clustering import cluster_names
 
-    if group_by == "task" and all(r.task for r in rows):
+    if not needs_clustering(rows, group_by):
         return None
     todo = [i for i, r in enumerate(rows) if group_by == "cluster" or not r.task]
     names = cluster_names([scoring.view(rows[i].text) for i in todo], encoder, clusters, seed=seed)

@@ -17,7 +17,14 @@ from .config import Exemplar, Intent, IntentCascade, IntentSet, RouterConfig
 from .decision import Decision
 from .encoders import Encoder
 from .errors import InputError
-from .outcomes import GroupBy, OutcomeRow, group_names, intent_name, learned_config
+from .outcomes import (
+    GroupBy,
+    OutcomeRow,
+    group_names,
+    intent_name,
+    learned_config,
+    needs_clustering,
+)
 from .plans import FLAGSHIP_NOW, Plan, PlanChoice, Served, choose_plans, serve
 from .router import Router, route_all
 
@@ -37,13 +44,13 @@ def plan_intents(
     ``cascade.second_opinion`` checks, the flagship on disagreement)."""
     intents = []
     for name in sorted(groups):
-        texts = list(dict.fromkeys(r.text.strip() for r in groups[name] if r.text.strip()))
-        keys: set[str] = set()
-        exemplars = []
-        for text in texts:
-            if text.casefold() not in keys:
-                keys.add(text.casefold())
-                exemplars.append(Exemplar(text=text))
+        # Intents refuse repeated exemplars, case aside: the first spelling stays.
+        firsts: dict[str, str] = {}
+        for row in groups[name]:
+            text = row.text.strip()
+            if text:
+                firsts.setdefault(text.casefold(), text)
+        exemplars = [Exemplar(text=text) for text in firsts.values()]
         plan = plans[name]
         fields: dict[str, object] = {"difficulty": "hard"}
         if plan.kind != "flagship":
@@ -102,7 +109,7 @@ def learn_plans(
         raise InputError("--plans needs each model's answers: the rows have no `responses`")
     base = learned_config(usable, tiers)
     names = None
-    if group_by == "cluster" or not all(r.task for r in usable):
+    if needs_clustering(usable, group_by):
         if encoder is None:
             raise InputError("clustering needs an encoder")
         names = group_names(usable, encoder, base.scoring, group_by, clusters, seed)

@@ -524,9 +524,8 @@ def decide(
     second = runner_up.score if runner_up is not None else runner_up_floor(neighbours, aggregation)
     margin = best.score - second
     intent = intents[best.intent]
-    difficulty = vote_difficulty(
-        [n for n in neighbours if n.intent == best.intent], thresholds.difficulty_confidence
-    )
+    voters = [n for n in neighbours if n.intent == best.intent]
+    difficulty = vote_difficulty(voters, thresholds.difficulty_confidence)
     matched = f"intent {best.intent!r} (score {best.score:.3f}, margin {margin:.3f} over " + (
         f"{runner_up.intent!r})" if runner_up is not None else "any other intent)"
     )
@@ -551,26 +550,6 @@ def decide(
         )
 
     plan_request = None
-    if thresholds.cascade_margin is not None and margin < thresholds.cascade_margin:
-        plan_request = PlanRequest(
-            config.flagship_tier,
-            "margin",
-            f"margin {margin:.3f} < cascade_margin {thresholds.cascade_margin}",
-        )
-    elif thresholds.cascade_harder_share is not None:
-        harder = harder_difficulty(
-            [n for n in neighbours if n.intent == best.intent],
-            difficulty,
-            thresholds.cascade_harder_share,
-        )
-        if harder is not None:
-            plan_request = PlanRequest(
-                config.tier_for(harder),
-                "difficulty",
-                f"at least {thresholds.cascade_harder_share:g} of the vote says harder "
-                f"than {difficulty} ({harder})",
-            )
-
     if intent.cascade is not None:
         # The intent's own plan (say, learned from outcomes with answers) is more
         # specific than a margin or a split vote.
@@ -582,6 +561,21 @@ def decide(
             model=named,
             second_opinion=intent.cascade.second_opinion,
         )
+    elif thresholds.cascade_margin is not None and margin < thresholds.cascade_margin:
+        plan_request = PlanRequest(
+            config.flagship_tier,
+            "margin",
+            f"margin {margin:.3f} < cascade_margin {thresholds.cascade_margin}",
+        )
+    elif thresholds.cascade_harder_share is not None:
+        harder = harder_difficulty(voters, difficulty, thresholds.cascade_harder_share)
+        if harder is not None:
+            plan_request = PlanRequest(
+                config.tier_for(harder),
+                "difficulty",
+                f"at least {thresholds.cascade_harder_share:g} of the vote says harder "
+                f"than {difficulty} ({harder})",
+            )
 
     # The specialised model serves the intent's own difficulty; an exemplar override
     # that wins the vote (say, a trivial coding question) routes by tier instead.
