@@ -97,9 +97,11 @@ def learn_plans(
     group_by: GroupBy = "task",
     clusters: int | None = None,
     seed: int = 0,
+    long_text: str = "tail",
 ) -> LearnedPlans:
     """Group ``rows`` (by task, or clusters: needs ``encoder``), choose a plan per group
-    at ``floor`` of the flagship's quality, and make the intents and router config."""
+    at ``floor`` of the flagship's quality, and make the intents and router config.
+    ``long_text``: the scoring view, for clustering and for the config alike."""
     flagship = tiers[-1][1]
     cheap = plan_models(rows, flagship)
     usable = [r for r in rows if flagship in r.outcomes and all(m in r.outcomes for m in cheap)]
@@ -107,16 +109,18 @@ def learn_plans(
         raise InputError(f"no row has outcomes for the flagship {flagship} and {cheap}")
     if not any(r.responses for r in usable):
         raise InputError("--plans needs each model's answers: the rows have no `responses`")
-    base = learned_config(usable, tiers)
+    scoring = learned_config(usable, tiers).scoring.model_copy(update={"long_text": long_text})
     names = None
     if needs_clustering(usable, group_by):
         if encoder is None:
             raise InputError("clustering needs an encoder")
-        names = group_names(usable, encoder, base.scoring, group_by, clusters, seed)
+        names = group_names(usable, encoder, scoring, group_by, clusters, seed)
     groups = grouped(usable, names)
     choice = choose_plans(groups, cheap, flagship, floor=floor, candidates=candidates)
     used = [m for p in choice.plans.values() for m in (p.first, p.second) if m is not None]
-    config = learned_config(usable, tiers, extra_models=used)
+    config = learned_config(usable, tiers, extra_models=used).model_copy(
+        update={"scoring": scoring}
+    )
     intents = plan_intents(groups, choice.plans, flagship)
     return LearnedPlans(choice, intents, config, len(usable), len(rows) - len(usable))
 
@@ -210,16 +214,14 @@ def evaluate_plans(
         group_by=group_by,
         clusters=clusters,
         seed=seed,
+        long_text=long_text,
     )
     flagship = tiers[-1][1]
     needed = {flagship, *(m.name for m in learned.config.models)}
     usable = [r for r in test if needed <= set(r.outcomes)]
     if not usable:
         raise InputError("no test row has outcomes for every model the plans use")
-    config = learned.config.model_copy(
-        update={"scoring": learned.config.scoring.model_copy(update={"long_text": long_text})}
-    )
-    router = Router.in_memory(IntentSet(config=config, intents=learned.intents), encoder)
+    router = Router.in_memory(IntentSet(config=learned.config, intents=learned.intents), encoder)
     decisions = route_all(router, [r.text for r in usable])
     routed = [decision_plan(d, flagship) for d in decisions]
     scores = [
