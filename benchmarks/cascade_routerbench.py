@@ -10,7 +10,7 @@ Data: ``../shared/data/routerbench/train.outcomes.jsonl``: 2,225 prompts (ARC-Ch
 Winogrande, MBPP) with the answer, correctness (quality 0/1) and cost of 11 models.
 Rows where any of the models used here is missing are left out (the count is printed).
 
-A policy lets a cheap model answer first and runs ``modeltriage.escalation.check_answer``
+A policy lets a cheap model answer first and runs ``modeltriage.followup.answers.check_answer``
 on the answer; when it escalates, the flagship (gpt-4-1106-preview) answers instead.
 Per prompt: quality = the flagship's if escalated, else the cheap answer's; cost = every
 cheap answer paid for, plus the flagship's if escalated. Reported against always-flagship:
@@ -60,13 +60,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_DATA, library_versions, machine_info, render_table, write_json
 
-from modeltriage.escalation import (
-    EscalationSettings,
-    check_answer,
-    extract_choice,
-    normalise_answer,
-)
-from modeltriage.outcomes import unwrap_response as unwrap
+from modeltriage.core.escalation_settings import EscalationSettings
+from modeltriage.followup.answers import check_answer, extract_choice, normalise_answer
+from modeltriage.learn.outcomes import unwrap_response as unwrap
 
 FLAGSHIP = "gpt-4-1106-preview"
 FIRST_TRIES = (

@@ -144,7 +144,7 @@ def split_train(rows: Sequence[Any], holdout: float, seed: int) -> tuple[list[An
     """Per intent, hold out ``holdout`` of the in-scope rows; OOS rows go to the held-out.
     The library's split, so these figures and `modeltriage eval intents --tune-floor`
     choose floors on the same rows."""
-    from modeltriage.evaluation import split_held_out
+    from modeltriage.learn.evaluation import split_held_out
 
     return split_held_out(rows, holdout, seed)
 
@@ -156,7 +156,7 @@ class Evaluator:
     """Search an exemplar set once, then evaluate policies with modeltriage's own decide()."""
 
     def __init__(self, intents: Sequence[Any], embeddings: Embeddings, base_config: Any) -> None:
-        from modeltriage.index import FaissIndex, exemplar_rows
+        from modeltriage.core.index import FaissIndex, exemplar_rows
 
         self.rows = exemplar_rows(intents)
         self.intents = {i.name: i for i in intents}
@@ -164,15 +164,15 @@ class Evaluator:
         self.index = FaissIndex.from_vectors(embeddings.matrix([r.text for r in self.rows]))
 
     def neighbours(self, queries: QuerySet) -> list[list[Any]]:
-        from modeltriage.index import neighbours_of
+        from modeltriage.core.index import neighbours_of
 
         return neighbours_of(self.rows, *self.index.search(queries.vectors, SEARCH_K))
 
     def predict(
         self, neighbours: list[list[Any]], aggregation: str, top_k: int, names: dict[str, int]
     ) -> Prediction:
-        from modeltriage.config import Scoring, Thresholds
-        from modeltriage.policy import decide
+        from modeltriage.core.config import Scoring, Thresholds
+        from modeltriage.core.policy import decide
 
         config = self.base_config.model_copy(
             update={
@@ -536,10 +536,10 @@ def shipped_section(
 ) -> dict[str, Any]:
     """Leave-one-exemplar-out on the shipped intents + off-domain similarity."""
     from modeltriage import load_intents
-    from modeltriage.config import Scoring, Thresholds
-    from modeltriage.decision import Neighbour
-    from modeltriage.index import FaissIndex, exemplar_rows
-    from modeltriage.policy import decide
+    from modeltriage.core.config import Scoring, Thresholds
+    from modeltriage.core.decision import Neighbour
+    from modeltriage.core.index import FaissIndex, exemplar_rows
+    from modeltriage.core.policy import decide
 
     intent_set = load_intents(intents_dir)
     config = intent_set.config
@@ -716,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
 
     from modeltriage import SentenceTransformerEncoder, load_intents
-    from modeltriage.datasets import intents_from_labelled, read_intents_jsonl
+    from modeltriage.learn.datasets import intents_from_labelled, read_intents_jsonl
 
     started = time.perf_counter()
     config = load_intents(args.intents).config

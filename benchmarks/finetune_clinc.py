@@ -23,8 +23,8 @@ in-batch "negative" shares the anchor's intent).
 - ``--per-intent N`` also runs the few-exemplar case: N exemplars per intent sampled
   from the 80% (seed 0), the model fine-tuned on those alone, index of those alone.
 
-Indexes are built with ``modeltriage.index.build_in_memory`` and scored with
-``modeltriage.policy.decide``; the floor sweep and metrics are ``clinc_accuracy.py``'s.
+Indexes are built with ``modeltriage.core.index.build_in_memory`` and scored with
+``modeltriage.core.policy.decide``; the floor sweep and metrics are ``clinc_accuracy.py``'s.
 Fine-tuned weights go under /tmp only (``--save-dir``), never into the repository.
 
 Data: CLINC150 (Larson et al., 2019), CC BY 3.0, read from ../shared/data; never copied.
@@ -78,7 +78,7 @@ def load_base_model() -> Any:
 
 
 class ModelEncoder:
-    """``modeltriage.encoders.Encoder`` around any SentenceTransformer; memoises texts."""
+    """``modeltriage.core.encoders.Encoder`` around any SentenceTransformer; memoises texts."""
 
     def __init__(self, model: Any, model_id: str, batch_size: int = 64) -> None:
         self._model = model
@@ -99,7 +99,7 @@ class ModelEncoder:
         return self._dim
 
     def _raw(self, texts: list[str]) -> np.ndarray:
-        from modeltriage.encoders import normalise
+        from modeltriage.core.encoders import normalise
 
         vectors = self._model.encode(
             texts,
@@ -141,10 +141,10 @@ def finetune(
     label: str,
     seed: int = SEED,
 ) -> tuple[Any, dict[str, Any]]:
-    """Fine-tune with the library (``modeltriage.finetune``: MultipleNegativesRankingLoss,
+    """Fine-tune with the library (``modeltriage.learn.finetune``: MultipleNegativesRankingLoss,
     pairs within an intent, batches of distinct intents) and load the result."""
-    from modeltriage.encoders import SentenceTransformerEncoder
-    from modeltriage.finetune import finetune as library_finetune
+    from modeltriage.core.encoders import SentenceTransformerEncoder
+    from modeltriage.learn.finetune import finetune as library_finetune
 
     rows = [(intent.name, e.text) for intent in intents for e in intent.exemplars]
     if save_dir is not None:
@@ -184,7 +184,7 @@ def predict(
     index: Any, queries: Sequence[str], encoder: Any, config: Any, intents: dict[str, Any]
 ) -> Prediction:
     """The router's verdict per query (thresholds off): intent index, margin, top-1."""
-    from modeltriage.policy import decide
+    from modeltriage.core.policy import decide
 
     names = {name: j for j, name in enumerate(sorted(intents))}
     pred, margin, top1 = [], [], []
@@ -207,7 +207,7 @@ def evaluate(
     config: Any,
 ) -> dict[str, Any]:
     """Index ``val_intents`` for val and ``cal_intents`` for the held-out floor."""
-    from modeltriage.index import FaissIndex, build_in_memory, exemplar_rows
+    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows
 
     t0 = time.perf_counter()
     all_names = sorted({i.name for i in val_intents})
@@ -277,8 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from modeltriage import load_intents
-    from modeltriage.config import Scoring, Thresholds
-    from modeltriage.datasets import intents_from_labelled, read_intents_jsonl
+    from modeltriage.core.config import Scoring, Thresholds
+    from modeltriage.learn.datasets import intents_from_labelled, read_intents_jsonl
 
     started = time.perf_counter()
     base_config = load_intents(args.intents).config

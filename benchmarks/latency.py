@@ -179,7 +179,7 @@ def load_shipped(intents_dir: Path, encoder: Any) -> tuple[Any, Any, str]:
     Building in memory keeps this script from writing into intents/.index.
     """
     from modeltriage import IndexStateError, Router, load_intents
-    from modeltriage.index import FaissIndex, build_in_memory, exemplar_rows, load_index
+    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows, load_index
 
     intent_set = load_intents(intents_dir)
     rows = exemplar_rows(intent_set.intents)
@@ -198,8 +198,8 @@ def load_shipped(intents_dir: Path, encoder: Any) -> tuple[Any, Any, str]:
 
 def load_clinc(data_dir: Path, config: Any, encoder: Any) -> tuple[Any, Any]:
     from modeltriage import Router
-    from modeltriage.datasets import intent_set_from_labelled, read_intents_jsonl
-    from modeltriage.index import FaissIndex, build_in_memory, exemplar_rows
+    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows
+    from modeltriage.learn.datasets import intent_set_from_labelled, read_intents_jsonl
 
     rows = read_intents_jsonl(data_dir / "clinc150" / "train.intents.jsonl")
     intent_set = intent_set_from_labelled(rows, config)
@@ -215,7 +215,7 @@ def serve_main(port: int, intents_dir: Path) -> int:
     import uvicorn
 
     from modeltriage import SentenceTransformerEncoder
-    from modeltriage.service import create_app
+    from modeltriage.http.app import create_app
 
     encoder = SentenceTransformerEncoder()
     router, _, how = load_shipped(intents_dir, encoder)
@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_main(args.serve_internal, args.intents)
 
     from modeltriage import SentenceTransformerEncoder
-    from modeltriage.policy import decide, estimate_tokens
+    from modeltriage.core.policy import decide, estimate_tokens
 
     report: dict[str, Any] = {"machine": machine_info(), "data": CLINC_CITATION}
     t_start = time.perf_counter()
@@ -614,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     if args.blas_rounds > 0:
-        from modeltriage.datasets import read_intents_jsonl
+        from modeltriage.learn.datasets import read_intents_jsonl
 
         print("\nembedding 3,100 CLINC150 val queries for the FAISS sweep ...", file=sys.stderr)
         val = read_intents_jsonl(args.data / "clinc150" / "val.intents.jsonl")

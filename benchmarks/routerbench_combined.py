@@ -68,13 +68,13 @@ from cascade_routerbench import (
     split,
 )
 
-from modeltriage.config import Scoring
-from modeltriage.decision import Neighbour
-from modeltriage.encoders import Encoder, SentenceTransformerEncoder
-from modeltriage.evaluation import CachingEncoder
-from modeltriage.index import ExemplarRow, FaissIndex, LoadedIndex, build_in_memory
-from modeltriage.outcomes import evaluate_outcomes, read_outcomes_jsonl
-from modeltriage.policy import VOTE_TEMPERATURE, score_intents
+from modeltriage.core.config import Scoring
+from modeltriage.core.decision import Neighbour
+from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
+from modeltriage.core.index import ExemplarRow, FaissIndex, LoadedIndex, build_in_memory
+from modeltriage.core.policy import VOTE_TEMPERATURE, score_intents
+from modeltriage.learn.evaluation import CachingEncoder
+from modeltriage.learn.outcomes import evaluate_outcomes, read_outcomes_jsonl
 
 MODELS = (FLAGSHIP, *POOL)  # the nine models that answered every kept row
 TASKS = ("arc-challenge", "winogrande", "mbpp")

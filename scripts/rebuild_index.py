@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from modeltriage.cli import main
+from modeltriage.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["build", *sys.argv[1:]]))

@@ -13,9 +13,10 @@ import yaml
 from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router, load_intents
-from modeltriage.decisionlog import LogStoreError, MemoryStore, UnknownDecisionError
-from modeltriage.encoders import SentenceTransformerEncoder
-from modeltriage.service import create_app
+from modeltriage.core.encoders import SentenceTransformerEncoder
+from modeltriage.http.app import create_app
+from modeltriage.log.entries import LogStoreError, UnknownDecisionError
+from modeltriage.log.stores import MemoryStore
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS
 

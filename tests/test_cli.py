@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modeltriage import HashingEncoder, build_index
-from modeltriage.cli import main
+from modeltriage.cli.main import main
 
 from .conftest import REPO
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from modeltriage import HashingEncoder, InputError, load_intents
-from modeltriage.cli import main
-from modeltriage.clustering import cluster_labels, cluster_names, default_cluster_count
-from modeltriage.config import Scoring
-from modeltriage.encoders import SentenceTransformerEncoder, normalise
-from modeltriage.outcomes import OutcomeRow, group_names, learn_intents
+from modeltriage.cli.main import main
+from modeltriage.core.config import Scoring
+from modeltriage.core.encoders import SentenceTransformerEncoder, normalise
+from modeltriage.learn.clustering import cluster_labels, cluster_names, default_cluster_count
+from modeltriage.learn.outcomes import OutcomeRow, group_names, learn_intents
 
 from .test_outcomes import TIERS, synthetic, write_rows
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from modeltriage.config import RouterConfig
-from modeltriage.decision import Message, Neighbour
-from modeltriage.policy import Constraints, conversation_text, decide, next_model, substitutes
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.decision import Message, Neighbour
+from modeltriage.core.policy import Constraints, conversation_text, decide, next_model, substitutes
 
 from .conftest import ROUTER_YAML
 from .test_policy import INTENTS, n

@@ -24,29 +24,29 @@ from urllib.parse import urlsplit
 import pytest
 
 from modeltriage import Decision, MissingDependencyError, ModelTriageError
-from modeltriage.decisionlog import (
-    POSTGRES_MIGRATIONS,
-    SQLITE_MIGRATIONS,
-    DecisionLogger,
+from modeltriage.log.entries import (
     EventEntry,
     FeedbackEntry,
     InvalidEntryError,
     LogEntry,
-    LogStore,
     LogStoreError,
+    UnknownDecisionError,
+)
+from modeltriage.log.stores import (
+    POSTGRES_MIGRATIONS,
+    SQLITE_MIGRATIONS,
+    LogStore,
     MemoryStore,
     Migration,
     PostgresStore,
     SQLiteStore,
-    UnknownDecisionError,
     mask_url,
     open_store,
-    read_spool,
     resolve_url,
     sqlite_path,
     write_entries,
-    write_spool,
 )
+from modeltriage.log.writer import DecisionLogger, read_spool, write_spool
 
 PG_ENV = "MODELTRIAGE_TEST_POSTGRES_URL"
 PG_HOWTO = f'set {PG_ENV} to run the PostgreSQL cases: eval "$(bash scripts/ci_postgres.sh)"'

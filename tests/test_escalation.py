@@ -9,11 +9,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from modeltriage.config import RouterConfig
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.escalation_settings import SIGNALS, EscalationSettings
 from modeltriage.errors import InputError
-from modeltriage.escalation import (
-    REASONS,
-    EscalationSettings,
+from modeltriage.followup.answers import (
     answers_agree,
     check_answer,
     extract_choice,
@@ -195,7 +194,7 @@ def test_reasons_come_in_a_fixed_order_with_details() -> None:
         "low_logprob",
         "disagreement",
     ]
-    assert list(REASONS).index("empty") == 0
+    assert list(SIGNALS).index("empty") == 0
     assert "0.1 < 0.5" in check.detail and "-2.500 < -1" in check.detail
 
 

@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from modeltriage import HashingEncoder, Router, SentenceTransformerEncoder
-from modeltriage.cli_eval import AGGREGATIONS, add_eval_parser, run_eval, run_eval_intents
-from modeltriage.config import Aggregation, RouterConfig
-from modeltriage.datasets import LabelledText, intent_set_from_labelled, read_intents_jsonl
-from modeltriage.decision import Verdict
-from modeltriage.encoders import Vectors
+from modeltriage.cli.eval import AGGREGATIONS, add_eval_parser, run_eval, run_eval_intents
+from modeltriage.core.config import Aggregation, RouterConfig
+from modeltriage.core.decision import Verdict
+from modeltriage.core.encoders import Vectors
 from modeltriage.errors import ConfigError, InputError, ModelTriageError
-from modeltriage.evaluation import (
+from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled, read_intents_jsonl
+from modeltriage.learn.evaluation import (
     FLOOR_GRID,
     CachingEncoder,
     Confusion,
@@ -67,7 +67,7 @@ def config() -> RouterConfig:
 
 @pytest.fixture(scope="module")
 def shipped_config() -> RouterConfig:
-    from modeltriage.config import load_router_config
+    from modeltriage.core.config import load_router_config
 
     return load_router_config(SHIPPED_INTENTS / "router.yaml")
 
@@ -544,7 +544,7 @@ def test_eval_needs_a_kind(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_importing_the_eval_modules_does_not_import_torch() -> None:
     code = (
-        "import sys, modeltriage.cli_eval, modeltriage.evaluation; "
+        "import sys, modeltriage.cli.eval, modeltriage.learn.evaluation; "
         "sys.exit('torch' in sys.modules or 'sentence_transformers' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -561,7 +561,9 @@ def test_clinc_slice_through_the_real_encoder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The handler's default encoder, without loading the model a second time.
-    monkeypatch.setattr("modeltriage.encoders.SentenceTransformerEncoder", lambda **_: real_encoder)
+    monkeypatch.setattr(
+        "modeltriage.core.encoders.SentenceTransformerEncoder", lambda **_: real_encoder
+    )
     out = tmp_path / "report.json"
     assert run_eval(_files("--tune-floor", "--json", str(out))) == 0
     table = capsys.readouterr().out
@@ -578,7 +580,7 @@ def test_clinc_slice_through_the_real_encoder(
 
 
 def test_eval_is_registered_in_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    from modeltriage.cli import main
+    from modeltriage.cli.main import main
 
     with pytest.raises(SystemExit) as info:
         main(["eval", "--help"])

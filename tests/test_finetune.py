@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from modeltriage import IndexStateError, InputError, Router
-from modeltriage.cli import main
-from modeltriage.encoders import SentenceTransformerEncoder
-from modeltriage.finetune import (
+from modeltriage.cli.main import main
+from modeltriage.core.encoders import SentenceTransformerEncoder
+from modeltriage.learn.finetune import (
     FINETUNE_FILE,
     FinetuneInfo,
     check_rows,
@@ -148,7 +148,7 @@ def test_fine_tune_then_route_with_the_fine_tuned_encoder(
 
 
 def test_the_model_id_covers_every_file_but_the_record(tmp_path: Path) -> None:
-    from modeltriage.encoders import model_digest
+    from modeltriage.core.encoders import model_digest
 
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     (tmp_path / "1_Pooling").mkdir()

@@ -16,7 +16,7 @@ from modeltriage import (
     build_index,
     load_intents,
 )
-from modeltriage.index import (
+from modeltriage.core.index import (
     FaissIndex,
     NumpyIndex,
     build_in_memory,

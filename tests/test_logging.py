@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router, load_intents
-from modeltriage.decisionlog import LogStoreError, MemoryStore, UnknownDecisionError, open_store
-from modeltriage.service import create_app
+from modeltriage.http.app import create_app
+from modeltriage.log.entries import LogStoreError, UnknownDecisionError
+from modeltriage.log.stores import MemoryStore, open_store
 
 
 @pytest.fixture

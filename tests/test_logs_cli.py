@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from modeltriage import Router, load_intents
-from modeltriage.cli import main
-from modeltriage.decisionlog import FeedbackEntry, LogEntry
-from modeltriage.logreport import format_summary, summarise
-from modeltriage.simulation import read_traffic
+from modeltriage.cli.main import main
+from modeltriage.learn.simulation import read_traffic
+from modeltriage.log.entries import FeedbackEntry, LogEntry
+from modeltriage.log.report import format_summary, summarise
 
 from .conftest import REPO
 
@@ -71,7 +71,7 @@ def test_summarise(tiny_dir: Path) -> None:
 def test_summarise_counts_checks_and_failovers(tiny_dir: Path) -> None:
     import dataclasses
 
-    from modeltriage.decisionlog import EventEntry
+    from modeltriage.log.entries import EventEntry
 
     config = load_intents(tiny_dir).config
     planned = dataclasses.replace(entry(1, "small", "small-a", 0.001), cascade_to="big-a")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from modeltriage import ConfigError, HashingEncoder, InputError, Router, load_intents
-from modeltriage.cli import main
-from modeltriage.outcomes import (
+from modeltriage.cli.main import main
+from modeltriage.learn.outcomes import (
     Outcome,
     OutcomeRow,
     apgr,
@@ -181,7 +181,7 @@ def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
     ],
 )
 def test_unwrap_response(stored: str, answer: str) -> None:
-    from modeltriage.outcomes import unwrap_response
+    from modeltriage.learn.outcomes import unwrap_response
 
     assert unwrap_response(stored) == answer
 

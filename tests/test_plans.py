@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from modeltriage import HashingEncoder, InputError, Router, load_intents
-from modeltriage.cli import main
-from modeltriage.outcomes import Outcome, OutcomeRow
-from modeltriage.planlearning import evaluate_plans, learn_plans, plan_intents
-from modeltriage.plans import FLAGSHIP_NOW, Plan, candidate_plans, choose_plans, serve
+from modeltriage.cli.main import main
+from modeltriage.learn.outcomes import Outcome, OutcomeRow
+from modeltriage.learn.planlearning import evaluate_plans, learn_plans, plan_intents
+from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, candidate_plans, choose_plans, serve
 
 from .test_outcomes import write_rows
 
@@ -141,7 +141,7 @@ def test_learned_plans_route_through_a_router() -> None:
 
 
 def load_intents_from(learned: object) -> object:
-    from modeltriage.config import IntentSet
+    from modeltriage.core.intents import IntentSet
 
     return IntentSet(config=learned.config, intents=learned.intents)  # type: ignore[attr-defined]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage.encoders import SentenceTransformerEncoder
+from modeltriage.core.encoders import SentenceTransformerEncoder
 from modeltriage.router import build_index
 
 from .conftest import REPO, SHIPPED_INTENTS

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from modeltriage import Router
-from modeltriage.config import Exemplar, Intent, IntentCascade, IntentSet, RouterConfig
-from modeltriage.encoders import SentenceTransformerEncoder
-from modeltriage.escalation import answers_agree
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.encoders import SentenceTransformerEncoder
+from modeltriage.core.intents import Exemplar, Intent, IntentCascade, IntentSet
+from modeltriage.followup.answers import answers_agree
 
 from .conftest import REPO
 

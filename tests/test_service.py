@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router
-from modeltriage.service import create_app
+from modeltriage.http.app import create_app
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_escalate_echoes_the_decision_id(client: TestClient) -> None:
 
 def test_escalate_does_not_log_a_second_decision(tiny_dir: Path) -> None:
     from modeltriage import load_intents
-    from modeltriage.decisionlog import MemoryStore
+    from modeltriage.log.stores import MemoryStore
 
     store = MemoryStore()
     router = Router.in_memory(load_intents(tiny_dir), HashingEncoder(), exact_numpy=True, log=store)

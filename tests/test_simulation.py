@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from modeltriage import ConfigError, HashingEncoder, Router, load_intents
-from modeltriage.cli import main
-from modeltriage.simulation import TrafficRow, read_traffic, simulate
+from modeltriage.cli.main import main
+from modeltriage.learn.simulation import TrafficRow, read_traffic, simulate
 
 from .conftest import REPO, ROUTER_YAML, TINY_INTENTS
 
@@ -116,7 +116,8 @@ def test_simulate_takes_the_escalation_rate_from_the_log(
 ) -> None:
     import dataclasses
 
-    from modeltriage.decisionlog import EventEntry, open_store
+    from modeltriage.log.entries import EventEntry
+    from modeltriage.log.stores import open_store
 
     from .test_logs_cli import entry
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from modeltriage import ConfigError, Router, load_intents
-from modeltriage.cli import main
-from modeltriage.config import load_router_config
-from modeltriage.decision import Neighbour
-from modeltriage.tuning import (
+from modeltriage.cli.main import main
+from modeltriage.core.config import load_router_config
+from modeltriage.core.decision import Neighbour
+from modeltriage.learn.tuning import (
     Case,
     Point,
     QualityModel,

@@ -4,10 +4,11 @@ Importing this package is cheap: torch, sentence-transformers and FAISS load onl
 a router is built or loaded.
 """
 
-from .config import IntentSet, RouterConfig, load_intents
-from .decision import Decision, Message, Neighbour
-from .encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
-from .errors import (
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.decision import Decision, Message, Neighbour
+from modeltriage.core.encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
+from modeltriage.core.intents import IntentSet, load_intents
+from modeltriage.errors import (
     ConfigError,
     IndexMissingError,
     IndexStateError,
@@ -16,7 +17,7 @@ from .errors import (
     ModelTriageError,
     StaleIndexError,
 )
-from .router import Router, build_index
+from modeltriage.router import Router, build_index
 
 __version__ = "0.1.0"
 

@@ -12,13 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .config import IntentSet, RouterConfig, load_intents
-from .decision import Decision, Message
-from .encoders import Encoder, SentenceTransformerEncoder
-from .errors import IndexStateError, InputError
-from .followup import FollowUps
-from .health import Clock, ModelHealth
-from .index import (
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.decision import Decision, Message
+from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
+from modeltriage.core.index import (
     FaissIndex,
     LoadedIndex,
     Manifest,
@@ -28,12 +25,24 @@ from .index import (
     load_index,
     save_index,
 )
-from .inputs import check_text
-from .policy import Constraints, Failover, conversation_text, decide, estimate_tokens
+from modeltriage.core.inputs import check_text
+from modeltriage.core.intents import IntentSet, load_intents
+from modeltriage.core.policy import (
+    Constraints,
+    Failover,
+    conversation_text,
+    decide,
+    estimate_tokens,
+)
+from modeltriage.errors import IndexStateError, InputError
+from modeltriage.followup.followups import FollowUps
+from modeltriage.followup.model_health import Clock, ModelHealth
 
 if TYPE_CHECKING:
-    from .decisionlog import DecisionLogger, EventEntry, LogEntry, LogStore
-    from .escalation import Choices, Escalation
+    from modeltriage.followup.answers import Choices, Escalation
+    from modeltriage.log.entries import EventEntry, LogEntry
+    from modeltriage.log.stores import LogStore
+    from modeltriage.log.writer import DecisionLogger
 
 LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
 Metadata = Mapping[str, str | int | float | bool | None]
@@ -67,7 +76,8 @@ def open_logger(intent_set: IntentSet, log: bool | str | LogStore = True) -> Dec
     (a relative SQLite path is relative to the intents directory). A string is a URL; a
     store is used as is.
     """
-    from .decisionlog import DecisionLogger, open_store, resolve_url
+    from modeltriage.log.stores import open_store, resolve_url
+    from modeltriage.log.writer import DecisionLogger
 
     settings = intent_set.config.log
     base = Path(".") if intent_set.source is None else intent_set.source

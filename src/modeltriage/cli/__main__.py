@@ -1,0 +1,5 @@
+import sys
+
+from modeltriage.cli.main import main
+
+sys.exit(main())

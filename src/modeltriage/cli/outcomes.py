@@ -1,0 +1,149 @@
+"""`modeltriage eval outcomes`: thin CLI over modeltriage.learn.outcomes.evaluate_outcomes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from modeltriage.errors import InputError
+
+
+def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """How `learn` groups prompts into intents (shared by `learn` and `eval outcomes`)."""
+    p.add_argument(
+        "--group-by",
+        choices=["task", "cluster"],
+        default="task",
+        help="one intent per `task` field (rows without one are clustered), or clusters "
+        "of all prompts' embeddings (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clusters",
+        type=int,
+        help="number of clusters (default: sqrt(prompts / 2), from 2 to 50)",
+    )
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="clustering seed (%(default)s)")
+
+
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    """Serving plans per intent, chosen from outcomes with each model's answers."""
+    p.add_argument(
+        "--plans",
+        action="store_true",
+        help="choose a plan per intent from the models' answers: the flagship, one model, "
+        "or a model checked by a second opinion (needs `responses` in the file)",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        default=0.98,
+        help="with --plans: keep at least this share of the flagship's quality (%(default)s)",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=3,
+        help="with --plans: cheap models tried per intent, the most often right (%(default)s)",
+    )
+
+
+def add_outcomes_parser(eval_sub: Any) -> None:
+    p = eval_sub.add_parser(
+        "outcomes",
+        help="score routing by each chosen model's real quality and cost on labelled outcomes",
+    )
+    p.add_argument("--train", type=Path, required=True, help="*.outcomes.jsonl to learn from")
+    p.add_argument(
+        "--test",
+        type=Path,
+        help="*.outcomes.jsonl to score on; without it a --held-out share of --train is "
+        "held out (split by --seed, never tested on what was learned)",
+    )
+    p.add_argument(
+        "--tiers",
+        required=True,
+        help="TIER=MODEL for two or three tiers, cheapest first; the last is the flagship",
+    )
+    p.add_argument("--flagship", help="the flagship model; must be the last of --tiers")
+    p.add_argument("--held-out", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--good", type=float, default=0.5, help="quality counted as answered well")
+    p.add_argument(
+        "--long-text",
+        choices=["head", "tail"],
+        default="tail",
+        help="embed the head or the tail of long prompts (default: %(default)s)",
+    )
+    add_grouping_args(p, seed=False)  # --seed above also seeds the clustering
+    add_plan_args(p)
+    p.add_argument("--plot", type=Path, help="write quality against cost to this PNG")
+    p.add_argument("--json", type=Path, help="write the full report as JSON to this path")
+    p.set_defaults(eval_handler=run_outcomes)
+
+
+def run_outcomes(args: argparse.Namespace) -> int:
+    from modeltriage.core.encoders import SentenceTransformerEncoder
+    from modeltriage.learn.outcomes import (
+        evaluate_outcomes,
+        format_outcomes,
+        parse_tiers,
+        plot_outcomes,
+        read_outcomes_jsonl,
+    )
+
+    tiers = parse_tiers(args.tiers)
+    if args.flagship is not None and args.flagship != tiers[-1][1]:
+        raise InputError(f"--flagship {args.flagship} must be the last of --tiers")
+    train = read_outcomes_jsonl(args.train)
+    if args.test is not None:
+        test = read_outcomes_jsonl(args.test)
+    else:
+        if not 0 < args.held_out < 1:
+            raise InputError("--held-out must be between 0 and 1")
+        order = list(range(len(train)))
+        random.Random(args.seed).shuffle(order)
+        cut = len(order) - round(len(order) * args.held_out)
+        train, test = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
+    if args.plans:
+        from modeltriage.learn.planlearning import evaluate_plans, format_plans_report
+
+        plans_report = evaluate_plans(
+            train,
+            test,
+            tiers,
+            SentenceTransformerEncoder(),
+            floor=args.floor,
+            candidates=args.candidates,
+            good=args.good,
+            long_text=args.long_text,
+            group_by=args.group_by,
+            clusters=args.clusters,
+            seed=args.seed,
+        )
+        print(format_plans_report(plans_report))
+        if args.json is not None:
+            args.json.write_text(json.dumps(asdict(plans_report), indent=2), encoding="utf-8")
+        return 0
+    report = evaluate_outcomes(
+        train,
+        test,
+        tiers,
+        SentenceTransformerEncoder(),
+        good=args.good,
+        long_text=args.long_text,
+        group_by=args.group_by,
+        clusters=args.clusters,
+        seed=args.seed,
+    )
+    print(format_outcomes(report))
+    if args.plot is not None:
+        plot_outcomes(report, args.plot)
+        print(f"plot written to {args.plot}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+    return 0

@@ -1,0 +1,348 @@
+"""Schemas for intent files and the router config, and loading them with file:line errors.
+
+An intents directory holds one intent per ``*.yaml`` file plus ``router.yaml``: the
+models with their prices, the tier order, and every threshold the policy uses. The
+thresholds live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from modeltriage.core.escalation_settings import EscalationSettings
+from modeltriage.core.yamlsource import YamlDocument
+from modeltriage.errors import ConfigError
+
+Difficulty = Literal["easy", "moderate", "hard"]
+DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "moderate", "hard")
+Aggregation = Literal["max", "mean_top2", "vote"]
+
+ROUTER_CONFIG_FILE = "router.yaml"
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    name: Name
+    tier: Name
+    provider: str | None = None
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+    typical_latency_ms: float | None = Field(default=None, gt=0)
+    specialised: bool = Field(
+        default=False,
+        description="only used by intents that name it, never as a tier's default model",
+    )
+
+
+class Thresholds(Strict):
+    """Cascade thresholds. ``None`` disables a check; it is never read by truthiness."""
+
+    margin: float | None = Field(
+        default=0.05, ge=0, description="cascade to the flagship when best - runner-up < margin"
+    )
+    min_similarity: float | None = Field(
+        default=0.40, ge=-1, le=1, description="below this top similarity nothing matches"
+    )
+    difficulty_confidence: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="route to the easiest difficulty whose cumulative vote share (easy, "
+        "then easy+moderate) reaches this; null: the difficulty with the most votes",
+    )
+    cascade_margin: float | None = Field(
+        default=None,
+        ge=0,
+        description="a match whose margin is at least `margin` but below this is only "
+        "moderately sure: the routed model answers first and the decision carries a "
+        "cascade plan naming the flagship to escalate to when the answer fails the "
+        "check (POST /escalate); null: no cascade plans on margin",
+    )
+    cascade_harder_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="plan a cascade when at least this share of the best intent's "
+        "neighbours voted a harder difficulty than the routed one: the routed model "
+        "answers first, the harder difficulty's tier is the escalation; null: off",
+    )
+
+    @model_validator(mode="after")
+    def _cascade_above_margin(self) -> Thresholds:
+        margin, cascade = self.margin, self.cascade_margin
+        if margin is not None and cascade is not None and cascade <= margin:
+            raise ValueError(
+                f"cascade_margin ({cascade}) must be above margin ({margin}): below margin "
+                "goes straight to the flagship, from margin to cascade_margin tries the "
+                "routed model first"
+            )
+        return self
+
+
+class Scoring(Strict):
+    top_k: int = Field(default=10, ge=1, le=1000, description="nearest exemplars looked up")
+    aggregation: Aggregation = "max"
+    long_text: Literal["head", "tail"] = Field(
+        default="head",
+        description="which part of a long text is embedded: head (the encoder truncates "
+        "after its window) or tail (the last window_chars characters, where a few-shot "
+        "prompt keeps its real question)",
+    )
+    window_chars: int = Field(default=1000, ge=50, description="tail window, in characters")
+
+    def view(self, text: str) -> str:
+        """The part of ``text`` that is embedded, for exemplars and requests alike."""
+        if self.long_text == "tail" and len(text) > self.window_chars:
+            return text[-self.window_chars :]
+        return text
+
+    @property
+    def view_key(self) -> str:
+        """Recorded in the index manifest: another view means other vectors."""
+        return "head" if self.long_text == "head" else f"tail:{self.window_chars}"
+
+
+class NoMatch(Strict):
+    """Where a request that matches no intent goes: a tier's cheapest model, or a model."""
+
+    tier: Name | None = None
+    model: Name | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> NoMatch:
+        if self.tier is not None and self.model is not None:
+            raise ValueError("set either tier or model, not both")
+        return self
+
+
+class CostEstimate(Strict):
+    chars_per_token: float = Field(default=4.0, gt=0)
+    expected_output_tokens: int = Field(default=300, ge=0)
+
+
+class Limits(Strict):
+    max_text_bytes: int = Field(default=32_768, ge=1)
+    max_batch: int = Field(default=256, ge=1)
+
+
+class LogSettings(Strict):
+    """Where decisions are logged. ``url`` null turns logging off."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLite file path (relative to the intents directory) or postgresql:// URL; "
+        "$MODELTRIAGE_LOG_URL overrides it",
+    )
+    store_text: bool = Field(default=True, description="false keeps only a hash of each text")
+    queue_size: int = Field(default=10_000, ge=1)
+
+
+class EncoderSettings(Strict):
+    """Which weights embed requests and exemplars."""
+
+    path: str | None = Field(
+        default=None,
+        description="a fine-tuned model directory (`modeltriage finetune`), relative to the "
+        "intents directory; null: the packaged all-MiniLM-L6-v2",
+    )
+
+
+class HealthSettings(Strict):
+    """How long a model marked unhealthy (it errored or timed out) is skipped."""
+
+    cooldown_s: float = Field(
+        default=60.0, gt=0, description="default cooldown of Router.mark_unhealthy, in seconds"
+    )
+    shared: bool = Field(
+        default=True,
+        description="with a decision log, write marks to it and read other routers' marks "
+        "(replicas sharing a PostgreSQL log skip a model any of them marked)",
+    )
+    refresh_s: float = Field(
+        default=2.0, ge=0, description="how often shared marks are read from the log, seconds"
+    )
+
+
+class ConversationSettings(Strict):
+    """How a multi-turn conversation becomes the text that is routed."""
+
+    short_turn_words: int = Field(
+        default=4,
+        ge=1,
+        description="a last user turn with fewer words than this ('and in red?') is routed "
+        "with the previous user turn before it",
+    )
+    sticky: bool = Field(
+        default=False,
+        description="with a conversation_id, do not go down tiers within a conversation",
+    )
+    sticky_turns: int = Field(
+        default=3, ge=1, description="turns a conversation stays at (or above) its tier"
+    )
+    max_conversations: int = Field(
+        default=10_000, ge=1, description="conversations remembered; the least recent go first"
+    )
+    ttl_s: float = Field(
+        default=3600.0, gt=0, description="a conversation idle this long is forgotten"
+    )
+
+
+class Step(Strict):
+    """Where a pipeline step goes: a tier's cheapest model, or an intent's route."""
+
+    tier: Name | None = None
+    intent: Name | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        if (self.tier is None) == (self.intent is None):
+            raise ValueError("set exactly one of tier or intent")
+        return self
+
+
+class RouterConfig(Strict):
+    tiers: list[Name] = Field(min_length=1, description="cheapest first, flagship last")
+    difficulty_tiers: dict[Difficulty, Name] | None = None
+    models: list[ModelSpec] = Field(min_length=1)
+    thresholds: Thresholds = Thresholds()
+    scoring: Scoring = Scoring()
+    no_match: NoMatch = NoMatch()
+    fallbacks: dict[Name, list[Name]] = Field(
+        default_factory=dict, description="explicit fallback chain per model"
+    )
+    cost: CostEstimate = CostEstimate()
+    limits: Limits = Limits()
+    log: LogSettings = LogSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    health: HealthSettings = HealthSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    steps: dict[Name, Step] = Field(
+        default_factory=dict,
+        description="pipeline steps a request may name, each routed to a tier or an intent",
+    )
+    index_dir: str = ".index"
+
+    @property
+    def flagship_tier(self) -> str:
+        return self.tiers[-1]
+
+    def tier_for(self, difficulty: Difficulty) -> str:
+        if self.difficulty_tiers is not None and difficulty in self.difficulty_tiers:
+            return self.difficulty_tiers[difficulty]
+        # Spread the three difficulties over however many tiers there are; a difficulty
+        # halfway between two tiers takes the stronger one.
+        steps = (len(self.tiers) - 1) / (len(DIFFICULTIES) - 1)
+        return self.tiers[math.floor(DIFFICULTIES.index(difficulty) * steps + 0.5)]
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-reference errors, each with the config location it concerns."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        tiers = set(self.tiers)
+        if len(tiers) != len(self.tiers):
+            found.append((("tiers",), "tier names must be unique"))
+        names = [m.name for m in self.models]
+        seen: set[str] = set()
+        for i, spec in enumerate(self.models):
+            if spec.name in seen:
+                found.append((("models", i, "name"), f"duplicate model name {spec.name!r}"))
+            seen.add(spec.name)
+            if spec.tier not in tiers:
+                found.append(
+                    (("models", i, "tier"), f"unknown tier {spec.tier!r}; tiers are {self.tiers}")
+                )
+        for tier in self.tiers:
+            if not any(m.tier == tier and not m.specialised for m in self.models):
+                found.append((("tiers",), f"tier {tier!r} has no general (non-specialised) model"))
+        for difficulty, tier in (self.difficulty_tiers or {}).items():
+            if tier not in tiers:
+                found.append(
+                    (("difficulty_tiers", difficulty), f"unknown tier {tier!r} for {difficulty}")
+                )
+        if self.no_match.tier is not None and self.no_match.tier not in tiers:
+            found.append((("no_match", "tier"), f"unknown tier {self.no_match.tier!r}"))
+        if self.no_match.model is not None and self.no_match.model not in names:
+            found.append((("no_match", "model"), f"unknown model {self.no_match.model!r}"))
+        for model, chain in self.fallbacks.items():
+            if model not in names:
+                found.append((("fallbacks", model), f"unknown model {model!r}"))
+            for j, fallback in enumerate(chain):
+                if fallback not in names:
+                    found.append((("fallbacks", model, j), f"unknown model {fallback!r}"))
+                elif fallback == model:
+                    found.append((("fallbacks", model, j), "a model cannot fall back to itself"))
+        for step, target in self.steps.items():
+            if target.tier is not None and target.tier not in tiers:
+                found.append(
+                    (
+                        ("steps", step, "tier"),
+                        f"unknown tier {target.tier!r}; tiers are {self.tiers}",
+                    )
+                )
+        return found
+
+    def step_problems(self, intent_names: Iterable[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Steps naming an intent that does not exist (known only once intents are loaded)."""
+        known = set(intent_names)
+        return [
+            (
+                ("steps", step, "intent"),
+                f"unknown intent {target.intent!r}; intents are {sorted(known)}",
+            )
+            for step, target in self.steps.items()
+            if target.intent is not None and target.intent not in known
+        ]
+
+
+def format_validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
+    # A misspelt key also makes the real key "missing": report the typo first.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "file"
+    message = f"{where}: {first['msg']}"
+    if first["type"] == "extra_forbidden":
+        message = f"{where}: unknown key"
+    elif first["type"] == "literal_error" and loc and loc[-1] == "difficulty":
+        message = f"{where} must be one of {', '.join(DIFFICULTIES)}, got {first['input']!r}"
+    more = len(errors) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return doc.error(f"{message}{suffix}", loc)
+
+
+def load_router_config(path: Path) -> RouterConfig:
+    doc = YamlDocument.read(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("expected a mapping of router settings")
+    try:
+        config = RouterConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise format_validation_error(doc, exc) from None
+    problems = config.problems()
+    if problems:
+        loc, message = problems[0]
+        raise doc.error(message, loc)
+    return config

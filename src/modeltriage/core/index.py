@@ -1,0 +1,329 @@
+"""The exemplar index on disk: build, save atomically, load with a manifest check, search.
+
+Layout of an index directory::
+
+    CURRENT                    name of the live build (replaced atomically)
+    builds/<build>/index.faiss vectors (FAISS inner-product index over unit vectors)
+    builds/<build>/rows.json   intent and text of each vector, in index order
+    builds/<build>/manifest.json
+
+A rebuild writes a new build directory and only then swaps ``CURRENT``, so a crash
+at any point leaves the previous index loadable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from modeltriage.core.config import Difficulty, Scoring
+from modeltriage.core.decision import Neighbour
+from modeltriage.core.encoders import Encoder, Vectors
+from modeltriage.core.intents import Intent
+from modeltriage.errors import IndexMissingError, MissingDependencyError, StaleIndexError
+
+FORMAT_VERSION = 1
+_KEEP_BUILDS = 3
+
+
+@dataclass(frozen=True)
+class ExemplarRow:
+    intent: str
+    text: str
+    difficulty: Difficulty
+
+
+def exemplar_rows(intents: Sequence[Intent]) -> list[ExemplarRow]:
+    """Index rows in a canonical order: intents by name, exemplars as written."""
+    return [
+        ExemplarRow(intent.name, exemplar.text, intent.exemplar_difficulty(exemplar))
+        for intent in sorted(intents, key=lambda it: it.name)
+        for exemplar in intent.exemplars
+    ]
+
+
+def content_hash(rows: Sequence[ExemplarRow]) -> str:
+    """Hash of what was embedded. Prices, thresholds and difficulties are not in it:
+    changing them needs no re-embedding, so it does not make the index stale."""
+    payload = json.dumps([[r.intent, r.text] for r in rows], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: int
+    encoder: str
+    dim: int
+    content_hash: str
+    exemplars: int
+    intents: int
+    built_at: str
+    index_type: str
+    text_view: str = "head"
+
+    @property
+    def version(self) -> str:
+        """Short id of the indexed content, reported in every decision."""
+        return self.content_hash[:12]
+
+
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over unit vectors by inner product."""
+
+    @property
+    def size(self) -> int: ...
+
+    def search(self, queries: Vectors, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise MissingDependencyError("faiss-cpu", None) from None
+    # distance_compute_blas_threshold is left at faiss's default: measured with faiss
+    # 1.15.1, 20 vs 4 vs 1 made no difference from 1 to 3,100 queries (docs/benchmarks.md).
+    return faiss
+
+
+class FaissIndex:
+    """Exact inner-product search (``IndexFlatIP``): exemplar sets are small enough."""
+
+    def __init__(self, index: Any) -> None:
+        self._index = index
+
+    @classmethod
+    def from_vectors(cls, vectors: Vectors) -> FaissIndex:
+        faiss = _faiss()
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        return cls(index)
+
+    @classmethod
+    def read(cls, path: Path) -> FaissIndex:
+        return cls(_faiss().read_index(str(path)))
+
+    @property
+    def size(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, queries: Vectors, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        k = min(k, self.size)
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        _faiss().write_index(self._index, str(path))
+
+
+class NumpyIndex:
+    """Brute-force numpy index: the deterministic stand-in for FAISS in unit tests."""
+
+    def __init__(self, vectors: Vectors) -> None:
+        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    @classmethod
+    def from_vectors(cls, vectors: Vectors) -> NumpyIndex:
+        return cls(vectors)
+
+    @property
+    def size(self) -> int:
+        return int(self._vectors.shape[0])
+
+    def search(self, queries: Vectors, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        k = min(k, self.size)
+        sims = queries @ self._vectors.T
+        # Stable sort on -similarity: ties keep index order, like FAISS.
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(sims, order, axis=1).astype(np.float32), order.astype(np.int64)
+
+    def save(self, path: Path) -> None:
+        np.save(path, self._vectors)
+
+
+@dataclass(frozen=True)
+class LoadedIndex:
+    index: VectorIndex
+    rows: list[ExemplarRow]
+    manifest: Manifest
+
+    def neighbours(self, queries: Vectors, k: int) -> list[list[Neighbour]]:
+        """The ``k`` nearest exemplars of each query, nearest first."""
+        return neighbours_of(self.rows, *self.index.search(queries, k))
+
+
+def neighbours_of(
+    rows: Sequence[ExemplarRow], sims: NDArray[np.float32], ids: NDArray[np.int64]
+) -> list[list[Neighbour]]:
+    """Turn a search result into neighbours; FAISS pads missing hits with id -1."""
+    return [
+        [
+            Neighbour(
+                intent=rows[i].intent,
+                text=rows[i].text,
+                difficulty=rows[i].difficulty,
+                similarity=round(float(s), 6),
+            )
+            for s, i in zip(row_sims, row_ids, strict=True)
+            if i >= 0
+        ]
+        for row_sims, row_ids in zip(sims, ids, strict=True)
+    ]
+
+
+def _rebuild_hint(intents_dir: Path | None) -> str:
+    where = "" if intents_dir is None else f" --intents {intents_dir}"
+    return f"run: modeltriage build{where}  (or python scripts/rebuild_index.py{where})"
+
+
+def build_in_memory(
+    rows: Sequence[ExemplarRow],
+    encoder: Encoder,
+    index_factory: type[FaissIndex] | type[NumpyIndex],
+    scoring: Scoring | None = None,
+) -> LoadedIndex:
+    scoring = Scoring() if scoring is None else scoring
+    vectors = encoder.encode([scoring.view(r.text) for r in rows])
+    if vectors.shape != (len(rows), encoder.dim):
+        raise ValueError(
+            f"encoder {encoder.model_id} returned shape {vectors.shape}, "
+            f"expected ({len(rows)}, {encoder.dim})"
+        )
+    index = index_factory.from_vectors(vectors)
+    manifest = Manifest(
+        format=FORMAT_VERSION,
+        encoder=encoder.model_id,
+        dim=encoder.dim,
+        content_hash=content_hash(rows),
+        exemplars=len(rows),
+        intents=len({r.intent for r in rows}),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        index_type="faiss.IndexFlatIP" if index_factory is FaissIndex else "numpy",
+        text_view=scoring.view_key,
+    )
+    return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
+    """Write a new build and atomically make it current. Returns the build directory."""
+    if not isinstance(loaded.index, FaissIndex):
+        raise TypeError("only a FaissIndex can be saved for loading later")
+    builds = index_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    build = Path(tempfile.mkdtemp(prefix=f"{stamp}-{loaded.manifest.version}-", dir=builds))
+    try:
+        loaded.index.save(build / "index.faiss")
+        _write_json(build / "rows.json", [[r.intent, r.text] for r in loaded.rows])
+        # The manifest is written last: a build without one is never made current.
+        _write_json(build / "manifest.json", loaded.manifest.model_dump())
+        pointer = index_dir / f".CURRENT.{os.getpid()}.tmp"
+        pointer.write_text(build.name + "\n", encoding="utf-8")
+        os.replace(pointer, index_dir / "CURRENT")
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    _prune(builds, keep=build.name)
+    return build
+
+
+def _prune(builds: Path, keep: str) -> None:
+    others = sorted((p for p in builds.iterdir() if p.name != keep), key=lambda p: p.name)
+    for old in others[: max(0, len(others) - (_KEEP_BUILDS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(index_dir: Path) -> tuple[Path, Manifest]:
+    pointer = index_dir / "CURRENT"
+    try:
+        build_name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexMissingError(f"no index in {index_dir}") from None
+    build = index_dir / "builds" / build_name
+    try:
+        manifest = Manifest.model_validate_json((build / "manifest.json").read_bytes())
+    except FileNotFoundError:
+        raise IndexMissingError(f"index build {build} is incomplete (no manifest.json)") from None
+    except ValueError as exc:
+        raise StaleIndexError(f"unreadable manifest in {build}: {exc}") from None
+    return build, manifest
+
+
+def load_index(
+    index_dir: Path,
+    rows: Sequence[ExemplarRow],
+    encoder: Encoder,
+    intents_dir: Path | None = None,
+    scoring: Scoring | None = None,
+) -> LoadedIndex:
+    """Load the current build, refusing one that does not match ``rows`` and ``encoder``."""
+    view_key = (Scoring() if scoring is None else scoring).view_key
+    hint = _rebuild_hint(intents_dir)
+    try:
+        build, manifest = read_manifest(index_dir)
+    except IndexMissingError as exc:
+        raise IndexMissingError(f"{exc}; {hint}") from None
+    if manifest.format != FORMAT_VERSION:
+        raise StaleIndexError(
+            f"index in {index_dir} has format {manifest.format}, expected {FORMAT_VERSION}; {hint}"
+        )
+    if manifest.encoder != encoder.model_id or manifest.dim != encoder.dim:
+        raise StaleIndexError(
+            f"index in {index_dir} was built with encoder {manifest.encoder!r} "
+            f"(dim {manifest.dim}), but the router uses {encoder.model_id!r} "
+            f"(dim {encoder.dim}); {hint}"
+        )
+    if manifest.text_view != view_key:
+        raise StaleIndexError(
+            f"index in {index_dir} embeds the {manifest.text_view!r} part of long texts, "
+            f"but scoring.long_text asks for {view_key!r}; {hint}"
+        )
+    expected = content_hash(rows)
+    if manifest.content_hash != expected:
+        raise StaleIndexError(
+            f"index in {index_dir} is stale: built from {manifest.exemplars} exemplars of "
+            f"{manifest.intents} intents, the intent files now have {len(rows)} exemplars "
+            f"of {len({r.intent for r in rows})} intents or different texts; {hint}"
+        )
+    index = FaissIndex.read(build / "index.faiss")
+    if index.size != len(rows):
+        raise StaleIndexError(f"index in {build} holds {index.size} vectors, expected {len(rows)}")
+    return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+
+
+def index_is_current(
+    index_dir: Path, rows: Sequence[ExemplarRow], encoder_id: str, view_key: str = "head"
+) -> bool:
+    with contextlib.suppress(IndexMissingError, StaleIndexError):
+        _, manifest = read_manifest(index_dir)
+        return (
+            manifest.format == FORMAT_VERSION
+            and manifest.encoder == encoder_id
+            and manifest.text_view == view_key
+            and manifest.content_hash == content_hash(rows)
+        )
+    return False

@@ -1,0 +1,36 @@
+"""Checks on what callers send, shared by routing, answer checks and evaluation."""
+
+from __future__ import annotations
+
+from modeltriage.errors import InputError
+
+
+def check_text(text: object, max_bytes: int) -> str:
+    """Reject what cannot be routed, with a message fit for the caller."""
+    if not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InputError("text is not valid Unicode (it contains lone surrogates)") from None
+    if not text.strip():
+        raise InputError("text is empty")
+    if size > max_bytes:
+        raise InputError(
+            f"text is {size} bytes, over the limit of {max_bytes} (limits.max_text_bytes)",
+            too_large=True,
+        )
+    return text
+
+
+def check_answer_size(name: str, value: str, max_bytes: int) -> None:
+    """An answer the escalation check may read: valid Unicode, at most ``max_bytes``."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InputError(f"{name} is not valid Unicode (lone surrogates)") from None
+    if size > max_bytes:
+        raise InputError(
+            f"{name} is over the limit of {max_bytes} bytes (escalation.max_answer_bytes)",
+            too_large=True,
+        )

@@ -1,0 +1,2 @@
+"""What follows a decision: answer checks, failover, model health. Imports ``core`` and
+``log``."""

@@ -1,0 +1,103 @@
+"""Read labelled data (``*.intents.jsonl``) and turn it into intents a router can use.
+
+Format, one JSON object a line: ``{"text": str, "intent": str | null}``; null marks an
+out-of-scope request, which never becomes an exemplar.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeltriage.core.config import DIFFICULTIES, Difficulty, RouterConfig
+from modeltriage.core.intents import Exemplar, Intent, IntentSet
+from modeltriage.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    text: str
+    intent: str | None
+    difficulty: Difficulty | None = None
+
+
+def read_intents_jsonl(path: Path | str) -> list[LabelledText]:
+    """Read a labelled file, naming the file and line of any malformed row."""
+    source = Path(path)
+    rows: list[LabelledText] = []
+    try:
+        handle = source.open(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", source) from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"invalid JSON: {exc.msg}", source, number) from None
+            if not isinstance(data, dict):
+                raise ConfigError("expected an object with text and intent", source, number)
+            # "expected_intent" is the traffic-sample spelling of the same label.
+            key = "intent" if "intent" in data else "expected_intent"
+            if key not in data:
+                raise ConfigError('expected an "intent" (null for out of scope)', source, number)
+            text, intent = data.get("text"), data.get(key)
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError("text must be a non-empty string", source, number)
+            if intent is not None and not isinstance(intent, str):
+                raise ConfigError("intent must be a string or null", source, number)
+            difficulty = data.get("difficulty", data.get("expected_difficulty"))
+            if difficulty is not None and difficulty not in DIFFICULTIES:
+                raise ConfigError(
+                    f"difficulty must be one of {', '.join(DIFFICULTIES)} or null", source, number
+                )
+            rows.append(LabelledText(text, intent, difficulty))
+    return rows
+
+
+def intents_from_labelled(
+    rows: Iterable[LabelledText],
+    *,
+    per_intent: int | None = None,
+    seed: int = 0,
+    difficulty: Difficulty = "easy",
+) -> tuple[Intent, ...]:
+    """Group in-scope rows by intent; optionally keep ``per_intent`` sampled with ``seed``."""
+    grouped: dict[str, list[str]] = {}
+    for row in rows:
+        if row.intent is None:
+            continue
+        texts = grouped.setdefault(row.intent, [])
+        if row.text.strip().casefold() not in {t.casefold() for t in texts}:
+            texts.append(row.text.strip())
+    rng = random.Random(seed)
+    intents = []
+    for name in sorted(grouped):
+        texts = grouped[name]
+        if per_intent is not None and per_intent < len(texts):
+            texts = rng.sample(texts, per_intent)
+        intents.append(
+            Intent(
+                name=name,
+                difficulty=difficulty,
+                exemplars=[Exemplar(text=t) for t in texts],
+            )
+        )
+    return tuple(intents)
+
+
+def intent_set_from_labelled(
+    rows: Sequence[LabelledText],
+    config: RouterConfig,
+    *,
+    per_intent: int | None = None,
+    seed: int = 0,
+) -> IntentSet:
+    return IntentSet(
+        config=config, intents=intents_from_labelled(rows, per_intent=per_intent, seed=seed)
+    )
