@@ -104,6 +104,21 @@ def model_cost(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float:
     ) / 1_000_000
 
 
+def flagship_cost_usd(config: RouterConfig, input_tokens: int) -> float:
+    """What always-flagship pays for one request: the flagship tier's cheapest general
+    model, with ``cost.expected_output_tokens`` of output. The baseline every saving is
+    measured against."""
+    output = config.cost.expected_output_tokens
+    spec = cheapest_in_tier(config, config.flagship_tier, input_tokens, output)
+    return model_cost(spec, input_tokens, output)
+
+
+def savings(cost: float, baseline: float) -> float:
+    """The share of ``baseline`` not spent: ``1 - cost / baseline``; 0.0 when the
+    baseline costs nothing."""
+    return 1 - cost / baseline if baseline > 0 else 0.0
+
+
 def _by_cost(models: Sequence[ModelSpec], input_tokens: int, output_tokens: int) -> list[ModelSpec]:
     # sorted() is stable, so equal prices keep the config's order.
     return sorted(models, key=lambda m: model_cost(m, input_tokens, output_tokens))

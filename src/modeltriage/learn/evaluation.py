@@ -34,7 +34,7 @@ from modeltriage.core.decision import Decision, Verdict
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.inputs import check_text
 from modeltriage.core.intents import Intent, IntentSet
-from modeltriage.core.policy import cheapest_in_tier, decide, model_cost
+from modeltriage.core.policy import cheapest_in_tier, decide, flagship_cost_usd
 from modeltriage.errors import ModelTriageError
 from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled
 from modeltriage.router import Router, route_all
@@ -290,13 +290,6 @@ class CostSummary:
     tier_share: dict[str, float]
     reason_share: dict[str, float]
     cascade_rate: float
-
-
-def flagship_cost_usd(config: RouterConfig, input_tokens: int) -> float:
-    """What always-flagship pays for one request: the flagship tier's cheapest model."""
-    output = config.cost.expected_output_tokens
-    spec = cheapest_in_tier(config, config.flagship_tier, input_tokens, output)
-    return model_cost(spec, input_tokens, output)
 
 
 def _shares(counter: Counter[str], total: int) -> dict[str, float]:
