@@ -24,8 +24,28 @@ from urllib.parse import urlsplit
 import pytest
 
 from modeltriage import Decision, MissingDependencyError, ModelTriageError
-from modeltriage.log.entries import EventEntry, FeedbackEntry, InvalidEntryError, LogEntry, LogStoreError, UnknownDecisionError
-from modeltriage.log.stores import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, LogStore, MemoryStore, Migration, PostgresStore, SQLiteStore, mask_url, open_store, resolve_url, sqlite_path, write_entries
+from modeltriage.log.entries import (
+    EventEntry,
+    FeedbackEntry,
+    InvalidEntryError,
+    LogEntry,
+    LogStoreError,
+    UnknownDecisionError,
+)
+from modeltriage.log.stores import (
+    POSTGRES_MIGRATIONS,
+    SQLITE_MIGRATIONS,
+    LogStore,
+    MemoryStore,
+    Migration,
+    PostgresStore,
+    SQLiteStore,
+    mask_url,
+    open_store,
+    resolve_url,
+    sqlite_path,
+    write_entries,
+)
 from modeltriage.log.writer import DecisionLogger, read_spool, write_spool
 
 PG_ENV = "MODELTRIAGE_TEST_POSTGRES_URL"

@@ -12,7 +12,17 @@ from pydantic import ValidationError
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.escalation_settings import SIGNALS, EscalationSettings
 from modeltriage.errors import InputError
-from modeltriage.followup.answers import answers_agree, check_answer, extract_choice, find_phrase, is_empty, next_tier_model, normalise_answer, stronger_model, truncation
+from modeltriage.followup.answers import (
+    answers_agree,
+    check_answer,
+    extract_choice,
+    find_phrase,
+    is_empty,
+    next_tier_model,
+    normalise_answer,
+    stronger_model,
+    truncation,
+)
 
 from .conftest import ROUTER_YAML
 

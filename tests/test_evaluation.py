@@ -21,10 +21,34 @@ from modeltriage.cli.eval import AGGREGATIONS, add_eval_parser, run_eval, run_ev
 from modeltriage.core.config import Aggregation, RouterConfig
 from modeltriage.core.decision import Verdict
 from modeltriage.core.encoders import Vectors
+from modeltriage.core.policy import flagship_cost_usd
 from modeltriage.errors import ConfigError, InputError, ModelTriageError
 from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled, read_intents_jsonl
-from modeltriage.learn.evaluation import FLOOR_GRID, CachingEncoder, Confusion, EvaluationError, Label, apply_floor, choose_floor, confusion_counts, cost_summary, evaluate_intents, first_refused, format_report, in_scope_accuracy, macro_f1, oos_precision, oos_recall, overall_accuracy, per_intent_stats, progress_bar, score, split_held_out, with_policy, worst_confusions
-from modeltriage.core.policy import flagship_cost_usd
+from modeltriage.learn.evaluation import (
+    FLOOR_GRID,
+    CachingEncoder,
+    Confusion,
+    EvaluationError,
+    Label,
+    apply_floor,
+    choose_floor,
+    confusion_counts,
+    cost_summary,
+    evaluate_intents,
+    first_refused,
+    format_report,
+    in_scope_accuracy,
+    macro_f1,
+    oos_precision,
+    oos_recall,
+    overall_accuracy,
+    per_intent_stats,
+    progress_bar,
+    score,
+    split_held_out,
+    with_policy,
+    worst_confusions,
+)
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS
 

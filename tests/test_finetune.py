@@ -12,7 +12,15 @@ import pytest
 from modeltriage import IndexStateError, InputError, Router
 from modeltriage.cli.main import main
 from modeltriage.core.encoders import SentenceTransformerEncoder
-from modeltriage.learn.finetune import FINETUNE_FILE, FinetuneInfo, check_rows, prepare_output, read_info, rows_hash, training_batches
+from modeltriage.learn.finetune import (
+    FINETUNE_FILE,
+    FinetuneInfo,
+    check_rows,
+    prepare_output,
+    read_info,
+    rows_hash,
+    training_batches,
+)
 
 from .conftest import ROUTER_YAML, TINY_INTENTS, write_intents
 

@@ -8,8 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeltriage import HashingEncoder, IndexMissingError, Router, StaleIndexError, build_index, load_intents
-from modeltriage.core.index import FaissIndex, NumpyIndex, build_in_memory, exemplar_rows, index_is_current, load_index, read_manifest, save_index
+from modeltriage import (
+    HashingEncoder,
+    IndexMissingError,
+    Router,
+    StaleIndexError,
+    build_index,
+    load_intents,
+)
+from modeltriage.core.index import (
+    FaissIndex,
+    NumpyIndex,
+    build_in_memory,
+    exemplar_rows,
+    index_is_current,
+    load_index,
+    read_manifest,
+    save_index,
+)
 
 
 def test_build_then_load(tiny_dir: Path, fake_encoder: HashingEncoder) -> None:

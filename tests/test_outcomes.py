@@ -14,7 +14,19 @@ import pytest
 
 from modeltriage import ConfigError, HashingEncoder, InputError, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.learn.outcomes import Outcome, OutcomeRow, apgr, calls_for_gap, evaluate_outcomes, learn_intents, learned_config, learned_difficulty, oracle, parse_tiers, read_outcomes_jsonl
+from modeltriage.learn.outcomes import (
+    Outcome,
+    OutcomeRow,
+    apgr,
+    calls_for_gap,
+    evaluate_outcomes,
+    learn_intents,
+    learned_config,
+    learned_difficulty,
+    oracle,
+    parse_tiers,
+    read_outcomes_jsonl,
+)
 
 TIERS = [("small", "tiny"), ("mid", "medium"), ("flagship", "huge")]
 

@@ -8,7 +8,14 @@ import yaml
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.intents import Intent
-from modeltriage.core.policy import cheapest_in_tier, decide, estimate_tokens, fallback_chain, score_intents, vote_difficulty
+from modeltriage.core.policy import (
+    cheapest_in_tier,
+    decide,
+    estimate_tokens,
+    fallback_chain,
+    score_intents,
+    vote_difficulty,
+)
 
 from .conftest import ROUTER_YAML
 

@@ -11,7 +11,18 @@ from modeltriage import ConfigError, Router, load_intents
 from modeltriage.cli.main import main
 from modeltriage.core.config import load_router_config
 from modeltriage.core.decision import Neighbour
-from modeltriage.learn.tuning import Case, Point, QualityModel, cases_from_routes, choose, evaluate_point, split, sweep, tune, write_thresholds
+from modeltriage.learn.tuning import (
+    Case,
+    Point,
+    QualityModel,
+    cases_from_routes,
+    choose,
+    evaluate_point,
+    split,
+    sweep,
+    tune,
+    write_thresholds,
+)
 
 from .conftest import REPO
 

@@ -8,7 +8,15 @@ from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import Decision, Message, Neighbour
 from modeltriage.core.encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
 from modeltriage.core.intents import IntentSet, load_intents
-from modeltriage.errors import ConfigError, IndexMissingError, IndexStateError, InputError, MissingDependencyError, ModelTriageError, StaleIndexError
+from modeltriage.errors import (
+    ConfigError,
+    IndexMissingError,
+    IndexStateError,
+    InputError,
+    MissingDependencyError,
+    ModelTriageError,
+    StaleIndexError,
+)
 from modeltriage.router import Router, build_index
 
 __version__ = "0.1.0"

@@ -15,10 +15,25 @@ from typing import TYPE_CHECKING
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import Decision, Message
 from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
-from modeltriage.core.index import FaissIndex, LoadedIndex, Manifest, NumpyIndex, build_in_memory, exemplar_rows, load_index, save_index
+from modeltriage.core.index import (
+    FaissIndex,
+    LoadedIndex,
+    Manifest,
+    NumpyIndex,
+    build_in_memory,
+    exemplar_rows,
+    load_index,
+    save_index,
+)
 from modeltriage.core.inputs import check_text
 from modeltriage.core.intents import IntentSet, load_intents
-from modeltriage.core.policy import Constraints, Failover, conversation_text, decide, estimate_tokens
+from modeltriage.core.policy import (
+    Constraints,
+    Failover,
+    conversation_text,
+    decide,
+    estimate_tokens,
+)
 from modeltriage.errors import IndexStateError, InputError
 from modeltriage.followup.followups import FollowUps
 from modeltriage.followup.model_health import Clock, ModelHealth

@@ -359,7 +359,14 @@ def _logs(args: argparse.Namespace) -> int:
 def _learn(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from modeltriage.learn.outcomes import learn_intents, learned_config, needs_clustering, parse_tiers, read_outcomes_jsonl, write_intents_dir
+    from modeltriage.learn.outcomes import (
+        learn_intents,
+        learned_config,
+        needs_clustering,
+        parse_tiers,
+        read_outcomes_jsonl,
+        write_intents_dir,
+    )
 
     tiers = parse_tiers(args.tiers)
     rows = read_outcomes_jsonl(args.outcomes)
@@ -482,7 +489,15 @@ def _tune(args: argparse.Namespace) -> int:
 
     from modeltriage.core.config import ROUTER_CONFIG_FILE
     from modeltriage.learn.datasets import read_intents_jsonl
-    from modeltriage.learn.tuning import QualityModel, cases_from_routes, format_table, format_threshold, plot, tune, write_thresholds
+    from modeltriage.learn.tuning import (
+        QualityModel,
+        cases_from_routes,
+        format_table,
+        format_threshold,
+        plot,
+        tune,
+        write_thresholds,
+    )
     from modeltriage.router import Router, route_all
 
     if sum((args.labelled is not None, args.log, args.outcomes is not None)) != 1:

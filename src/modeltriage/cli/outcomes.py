@@ -88,7 +88,13 @@ def add_outcomes_parser(eval_sub: Any) -> None:
 
 def run_outcomes(args: argparse.Namespace) -> int:
     from modeltriage.core.encoders import SentenceTransformerEncoder
-    from modeltriage.learn.outcomes import evaluate_outcomes, format_outcomes, parse_tiers, plot_outcomes, read_outcomes_jsonl
+    from modeltriage.learn.outcomes import (
+        evaluate_outcomes,
+        format_outcomes,
+        parse_tiers,
+        plot_outcomes,
+        read_outcomes_jsonl,
+    )
 
     tiers = parse_tiers(args.tiers)
     if args.flagship is not None and args.flagship != tiers[-1][1]:

@@ -16,7 +16,15 @@ from pydantic import (
     field_validator,
 )
 
-from modeltriage.core.config import ROUTER_CONFIG_FILE, Difficulty, Name, RouterConfig, Strict, format_validation_error, load_router_config
+from modeltriage.core.config import (
+    ROUTER_CONFIG_FILE,
+    Difficulty,
+    Name,
+    RouterConfig,
+    Strict,
+    format_validation_error,
+    load_router_config,
+)
 from modeltriage.core.yamlsource import YamlDocument
 from modeltriage.errors import ConfigError
 

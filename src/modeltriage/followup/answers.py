@@ -19,7 +19,13 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeltriage.core.config import RouterConfig
-from modeltriage.core.escalation_settings import DEFAULT_CHOICE_LABELS, LENGTH_FINISH_REASONS, SIGNALS, EscalationSettings, Signal
+from modeltriage.core.escalation_settings import (
+    DEFAULT_CHOICE_LABELS,
+    LENGTH_FINISH_REASONS,
+    SIGNALS,
+    EscalationSettings,
+    Signal,
+)
 from modeltriage.core.policy import cheapest_in_tier
 from modeltriage.errors import InputError
 

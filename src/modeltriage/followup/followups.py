@@ -107,7 +107,12 @@ class FollowUps:
         fallback chain, when ``decision_id`` is given (needs the decision log); the
         request's own routed chain when ``text`` is given; else the cheapest model of the
         tier above ``model``. With a decision log, the check is recorded as an event."""
-        from modeltriage.followup.answers import Escalation, check_answer, next_tier_model, stronger_model
+        from modeltriage.followup.answers import (
+            Escalation,
+            check_answer,
+            next_tier_model,
+            stronger_model,
+        )
         from modeltriage.log.entries import EventEntry
 
         settings = self.config.escalation

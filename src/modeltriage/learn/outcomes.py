@@ -20,7 +20,13 @@ from typing import Any, Literal
 
 import yaml
 
-from modeltriage.core.config import DIFFICULTIES, ROUTER_CONFIG_FILE, Difficulty, RouterConfig, Scoring
+from modeltriage.core.config import (
+    DIFFICULTIES,
+    ROUTER_CONFIG_FILE,
+    Difficulty,
+    RouterConfig,
+    Scoring,
+)
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent, IntentSet
 from modeltriage.core.policy import estimate_tokens

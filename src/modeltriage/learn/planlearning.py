@@ -18,7 +18,14 @@ from modeltriage.core.decision import Decision
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent, IntentCascade, IntentSet
 from modeltriage.errors import InputError
-from modeltriage.learn.outcomes import GroupBy, OutcomeRow, group_names, intent_name, learned_config, needs_clustering
+from modeltriage.learn.outcomes import (
+    GroupBy,
+    OutcomeRow,
+    group_names,
+    intent_name,
+    learned_config,
+    needs_clustering,
+)
 from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, PlanChoice, Served, choose_plans, serve
 from modeltriage.router import Router, route_all
 

@@ -28,7 +28,18 @@ if TYPE_CHECKING:
     import psycopg
 
 
-from modeltriage.log.entries import Entry, EventEntry, FeedbackEntry, InvalidEntryError, LogEntry, LogStoreError, Metadata, UnknownDecisionError, _as_utc, _utcnow
+from modeltriage.log.entries import (
+    Entry,
+    EventEntry,
+    FeedbackEntry,
+    InvalidEntryError,
+    LogEntry,
+    LogStoreError,
+    Metadata,
+    UnknownDecisionError,
+    _as_utc,
+    _utcnow,
+)
 
 _log = logging.getLogger(__name__)
 

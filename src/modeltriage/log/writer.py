@@ -28,8 +28,36 @@ if TYPE_CHECKING:
     pass
 
 
-from modeltriage.log.entries import EVENT_KINDS, MAX_SOURCE_LENGTH, Entry, EventEntry, EventKind, FeedbackEntry, InvalidEntryError, LogEntry, LogStoreError, Metadata, MetadataValue, UnknownDecisionError, text_sha256
-from modeltriage.log.stores import MEMORY_URL, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, LogStore, MemoryStore, Migration, PostgresStore, SQLiteStore, mask_url, open_store, resolve_url, sqlite_path, write_entries
+from modeltriage.log.entries import (
+    EVENT_KINDS,
+    MAX_SOURCE_LENGTH,
+    Entry,
+    EventEntry,
+    EventKind,
+    FeedbackEntry,
+    InvalidEntryError,
+    LogEntry,
+    LogStoreError,
+    Metadata,
+    MetadataValue,
+    UnknownDecisionError,
+    text_sha256,
+)
+from modeltriage.log.stores import (
+    MEMORY_URL,
+    POSTGRES_MIGRATIONS,
+    SQLITE_MIGRATIONS,
+    LogStore,
+    MemoryStore,
+    Migration,
+    PostgresStore,
+    SQLiteStore,
+    mask_url,
+    open_store,
+    resolve_url,
+    sqlite_path,
+    write_entries,
+)
 
 _log = logging.getLogger(__name__)
 
