@@ -3,12 +3,15 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router, SentenceTransformerEncoder, load_intents
+from modeltriage.http import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_INTENTS = REPO / "intents"
@@ -111,3 +114,14 @@ def shipped_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shipped_router(shipped_copy: Path, real_encoder: SentenceTransformerEncoder) -> Router:
     """The shipped intents through the real encoder and a real FAISS index saved on disk."""
     return Router.load(shipped_copy, encoder=real_encoder, build_if_needed=True)
+
+
+Serve = Callable[[Router], TestClient]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Serve a router in-process (lifespan included, no socket): ``serve(router)`` gives a
+    TestClient, closed at the end of the test. The caller keeps owning the router."""
+    with ExitStack() as clients:
+        yield lambda router: clients.enter_context(TestClient(create_app(router=router)))

@@ -12,13 +12,13 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from modeltriage import HashingEncoder, Router, load_intents
+from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
 from modeltriage.core.encoders import SentenceTransformerEncoder
 from modeltriage.http.app import create_app
 from modeltriage.log.entries import LogStoreError, UnknownDecisionError
 from modeltriage.log.stores import MemoryStore
 
-from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS
+from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS, Serve
 
 SUNDAY = "when do you open on sunday?"  # hours (easy -> small-a), a moderate margin
 # aggregation max: margins are cosine gaps. Below 0.02: flagship now; below 0.99: a plan.
@@ -40,9 +40,8 @@ def router(make_intents: Callable[..., Path], store: MemoryStore) -> Iterator[Ro
 
 
 @pytest.fixture
-def client(router: Router) -> Iterator[TestClient]:
-    with TestClient(create_app(router=router)) as c:
-        yield c
+def client(router: Router, serve: Serve) -> TestClient:
+    return serve(router)
 
 
 # --- library ----------------------------------------------------------------------------
@@ -103,7 +102,9 @@ def test_escalating_by_id_follows_the_plan_and_is_recorded(
 
 
 def test_escalating_a_decision_without_a_plan_follows_its_chain(router: Router) -> None:
-    no_plan = router.route(SUNDAY, max_cost_usd=0.001)  # only small models fit: no plan
+    no_plan = router.route(
+        SUNDAY, RouteOptions(max_cost_usd=0.001)
+    )  # only small models fit: no plan
     assert no_plan.cascade is None
     result = router.escalate("I don't know", decision_id=no_plan.id)
     assert result.to_model == "mid-a"  # the first stronger model of its fallbacks
@@ -113,13 +114,13 @@ def test_a_model_name_is_not_mistaken_for_a_decision_id(router: Router) -> None:
     from modeltriage import InputError
 
     with pytest.raises(InputError, match="is a model name"):
-        router.next_model("small-a", "small-a")
-    assert router.next_model(["small-a", "big-a"], "small-a") == "big-a"
+        router.failover("small-a", "small-a")
+    assert router.failover(["small-a", "big-a"], "small-a").model == "big-a"
 
 
 def test_failover_by_id_is_recorded(router: Router, store: MemoryStore) -> None:
     decision = router.route(SUNDAY)
-    assert router.next_model(decision.id, "small-a") == "small-b"
+    assert router.failover(decision.id, "small-a").model == "small-b"
     assert router.failover(decision, ["small-a", "small-b"]).model == "mid-a"
     assert router.failover(["mid-a", "big-a"], "mid-a").model == "big-a"
     router.logger.flush()  # type: ignore[union-attr]

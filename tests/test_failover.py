@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from modeltriage import ConfigError, HashingEncoder, InputError, Router, load_intents
+from modeltriage import ConfigError, HashingEncoder, InputError, RouteOptions, Router, load_intents
 from modeltriage.http.app import create_app
 
-from .conftest import ROUTER_YAML, TINY_INTENTS
+from .conftest import ROUTER_YAML, TINY_INTENTS, Serve
 
 SUNDAY = "when do you open on sunday"  # small-a; fallbacks small-b, mid-a, big-a
 REFUND = "refund my purchase please"  # mid-a
@@ -57,9 +57,8 @@ def router(make_intents: Callable[..., Path], clock: FakeClock) -> Router:
 
 
 @pytest.fixture
-def client(router: Router) -> Iterator[TestClient]:
-    with TestClient(create_app(router=router)) as c:
-        yield c
+def client(router: Router, serve: Serve) -> TestClient:
+    return serve(router)
 
 
 # --- library ----------------------------------------------------------------------------
@@ -68,11 +67,11 @@ def client(router: Router) -> Iterator[TestClient]:
 def test_next_model_from_a_decision(router: Router) -> None:
     decision = router.route(SUNDAY)
     assert [decision.model, *decision.fallbacks] == ["small-a", "small-b", "mid-a", "big-a"]
-    assert router.next_model(decision, "small-a") == "small-b"
-    assert router.next_model(decision, ["small-a", "small-b"]) == "mid-a"
-    assert router.next_model(decision, ["big-a"]) is None
+    assert router.failover(decision, "small-a").model == "small-b"
+    assert router.failover(decision, ["small-a", "small-b"]).model == "mid-a"
+    assert router.failover(decision, ["big-a"]).model is None
     router.mark_unhealthy("small-b")
-    assert router.next_model(decision, "small-a") == "mid-a"
+    assert router.failover(decision, "small-a").model == "mid-a"
     assert router.failovers == 4
 
 
@@ -94,13 +93,19 @@ def test_unhealthy_models_cool_down_on_the_clock(router: Router, clock: FakeCloc
     [
         (lambda r: r.mark_unhealthy("gpt-9"), "unknown model 'gpt-9'"),
         (lambda r: r.mark_unhealthy("small-a", 0), "cooldown_s must be more than 0"),
-        (lambda r: r.next_model(["small-a"], "gpt-9"), "failed: unknown model 'gpt-9'"),
-        (lambda r: r.next_model(["gpt-9"], "small-a"), "chain: unknown model 'gpt-9'"),
-        (lambda r: r.next_model([], "small-a"), "chain is empty"),
-        (lambda r: r.next_model(["small-a"], []), "at least one failed model"),
-        (lambda r: r.route(SUNDAY, max_latency_ms=0), "max_latency_ms must be a number"),
-        (lambda r: r.route(SUNDAY, max_cost_usd=-1), "max_cost_usd must be a number"),
-        (lambda r: r.route(SUNDAY, step="nope"), "known steps: query_rewrite, synthesis"),
+        (lambda r: r.failover(["small-a"], "gpt-9").model, "failed: unknown model 'gpt-9'"),
+        (lambda r: r.failover(["gpt-9"], "small-a").model, "chain: unknown model 'gpt-9'"),
+        (lambda r: r.failover([], "small-a").model, "chain is empty"),
+        (lambda r: r.failover(["small-a"], []).model, "at least one failed model"),
+        (
+            lambda r: r.route(SUNDAY, RouteOptions(max_latency_ms=0)),
+            "max_latency_ms must be a number",
+        ),
+        (lambda r: r.route(SUNDAY, RouteOptions(max_cost_usd=-1)), "max_cost_usd must be a number"),
+        (
+            lambda r: r.route(SUNDAY, RouteOptions(step="nope")),
+            "known steps: query_rewrite, synthesis",
+        ),
     ],
 )
 def test_bad_library_input_is_an_input_error(
@@ -111,12 +116,14 @@ def test_bad_library_input_is_an_input_error(
 
 
 def test_route_with_budget_and_step(router: Router) -> None:
-    assert router.route(SUNDAY, max_latency_ms=250).model == "small-b"
-    over = router.route(SUNDAY, max_latency_ms=100)
+    assert router.route(SUNDAY, RouteOptions(max_latency_ms=250)).model == "small-b"
+    over = router.route(SUNDAY, RouteOptions(max_latency_ms=100))
     assert over.reason == "over_budget" and "budget:" in over.explanation
-    stepped = router.route(SUNDAY, step="synthesis")
+    stepped = router.route(SUNDAY, RouteOptions(step="synthesis"))
     assert (stepped.intent, stepped.model, stepped.reason) == ("refund", "mid-a", "step")
-    assert [d.reason for d in router.route_batch([SUNDAY, REFUND], step="query_rewrite")] == [
+    assert [
+        d.reason for d in router.route_batch([SUNDAY, REFUND], RouteOptions(step="query_rewrite"))
+    ] == [
         "step",
         "step",
     ]
@@ -128,7 +135,7 @@ def test_step_is_logged_in_the_metadata(make_intents: Callable[..., Path]) -> No
     store = MemoryStore()
     directory = make_intents(TINY_INTENTS, STEPS_YAML)
     router = Router.in_memory(load_intents(directory), HashingEncoder(), log=store)
-    router.route(SUNDAY, step="query_rewrite", metadata={"tenant": "acme"})
+    router.route(SUNDAY, RouteOptions(step="query_rewrite", metadata={"tenant": "acme"}))
     assert router.logger is not None and router.logger.flush(timeout=5)
     assert store.decisions()[0].metadata == {"tenant": "acme", "step": "query_rewrite"}
     router.close()
@@ -232,16 +239,16 @@ def test_bad_failover_input_is_4xx(
 def test_real_failover_budget_and_health(shipped_router: Router) -> None:
     decision = shipped_router.route("what are your hours?", log=False)
     assert decision.model == "gemini-1.5-flash"
-    assert shipped_router.next_model(decision, "gemini-1.5-flash") == "gpt-4o-mini"
+    assert shipped_router.failover(decision, "gemini-1.5-flash").model == "gpt-4o-mini"
     # o1 (6000 ms) is too slow for 3 s: claude-3-opus serves the flagship tier instead
     text = "my router keeps dropping the connection after the firmware update"
     assert shipped_router.route(text, log=False).model == "o1"
-    fast = shipped_router.route(text, max_latency_ms=3000, log=False)
+    fast = shipped_router.route(text, RouteOptions(max_latency_ms=3000), log=False)
     assert (fast.model, fast.reason) == ("claude-3-opus", "confident")
     assert "o1 typical latency 6000 ms > max_latency_ms 3000" in fast.explanation
-    step = shipped_router.route(text, step="query_rewrite", log=False)
+    step = shipped_router.route(text, RouteOptions(step="query_rewrite"), log=False)
     assert (step.model, step.reason) == ("gemini-1.5-flash", "step")
-    over = shipped_router.route("what are your hours?", max_latency_ms=10, log=False)
+    over = shipped_router.route("what are your hours?", RouteOptions(max_latency_ms=10), log=False)
     assert (over.reason, over.model) == ("over_budget", "gemini-1.5-flash")
 
 
@@ -302,32 +309,32 @@ def sticky(make_intents: Callable[..., Path], clock: FakeClock) -> Router:
 
 
 def test_sticky_conversation_does_not_go_down_tiers(sticky: Router, clock: FakeClock) -> None:
-    assert sticky.route(REFUND, conversation_id="c1").tier == "mid"
+    assert sticky.route(REFUND, RouteOptions(conversation_id="c1")).tier == "mid"
     # the next two turns stay at mid although they alone would go to small
-    first = sticky.route(SUNDAY, conversation_id="c1")
+    first = sticky.route(SUNDAY, RouteOptions(conversation_id="c1"))
     assert (first.tier, first.model) == ("mid", "mid-a")
     assert "the conversation stays at tier mid" in first.explanation
-    assert sticky.route(SUNDAY, conversation_id="c1").tier == "mid"
-    assert sticky.route(SUNDAY, conversation_id="c1").tier == "small"
+    assert sticky.route(SUNDAY, RouteOptions(conversation_id="c1")).tier == "mid"
+    assert sticky.route(SUNDAY, RouteOptions(conversation_id="c1")).tier == "small"
     # other conversations and requests without an id are not affected
-    assert sticky.route(SUNDAY, conversation_id="c2").tier == "small"
+    assert sticky.route(SUNDAY, RouteOptions(conversation_id="c2")).tier == "small"
     assert sticky.route(SUNDAY).tier == "small"
 
 
 def test_sticky_state_expires_and_is_bounded(sticky: Router, clock: FakeClock) -> None:
-    sticky.route(REFUND, conversation_id="c1")
+    sticky.route(REFUND, RouteOptions(conversation_id="c1"))
     clock.now += 101
-    assert sticky.route(SUNDAY, conversation_id="c1").tier == "small"
-    sticky.route(REFUND, conversation_id="a")
-    sticky.route(REFUND, conversation_id="b")
-    sticky.route(REFUND, conversation_id="c")  # evicts "a", the least recent
-    assert sticky.route(SUNDAY, conversation_id="a").tier == "small"
-    assert sticky.route(SUNDAY, conversation_id="c").tier == "mid"
+    assert sticky.route(SUNDAY, RouteOptions(conversation_id="c1")).tier == "small"
+    sticky.route(REFUND, RouteOptions(conversation_id="a"))
+    sticky.route(REFUND, RouteOptions(conversation_id="b"))
+    sticky.route(REFUND, RouteOptions(conversation_id="c"))  # evicts "a", the least recent
+    assert sticky.route(SUNDAY, RouteOptions(conversation_id="a")).tier == "small"
+    assert sticky.route(SUNDAY, RouteOptions(conversation_id="c")).tier == "mid"
 
 
 def test_not_sticky_by_default(router: Router, client: TestClient) -> None:
-    router.route(REFUND, conversation_id="c1")
-    assert router.route(SUNDAY, conversation_id="c1").tier == "small"
+    router.route(REFUND, RouteOptions(conversation_id="c1"))
+    assert router.route(SUNDAY, RouteOptions(conversation_id="c1")).tier == "small"
     r = client.post("/route", json={"text": SUNDAY, "conversation_id": "c1"})
     assert r.status_code == 200 and r.json()["tier"] == "small"
 

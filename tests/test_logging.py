@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from modeltriage import HashingEncoder, Router, load_intents
+from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
 from modeltriage.http.app import create_app
 from modeltriage.log.entries import LogStoreError, UnknownDecisionError
 from modeltriage.log.stores import MemoryStore, open_store
+
+from .conftest import Serve
 
 
 @pytest.fixture
@@ -32,9 +34,11 @@ def flushed(router: Router) -> None:
 
 
 def test_every_route_is_logged_with_metadata(logged_router: Router, store: MemoryStore) -> None:
-    one = logged_router.route("when do you open on sunday", metadata={"tenant": "acme", "step": 2})
+    one = logged_router.route(
+        "when do you open on sunday", RouteOptions(metadata={"tenant": "acme", "step": 2})
+    )
     batch = logged_router.route_batch(
-        ["refund my purchase please", "zzz"], metadata={"tenant": "b"}
+        ["refund my purchase please", "zzz"], RouteOptions(metadata={"tenant": "b"})
     )
     flushed(logged_router)
     entries = {e.decision_id: e for e in store.decisions()}
@@ -92,9 +96,8 @@ def test_feedback_without_a_log(fake_router: Router) -> None:
 
 
 @pytest.fixture
-def client(logged_router: Router) -> Iterator[TestClient]:
-    with TestClient(create_app(router=logged_router)) as c:
-        yield c
+def client(logged_router: Router, serve: Serve) -> TestClient:
+    return serve(logged_router)
 
 
 def test_service_feedback(client: TestClient, store: MemoryStore) -> None:

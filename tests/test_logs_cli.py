@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage import Router, load_intents
+from modeltriage import RouteOptions, Router, load_intents
 from modeltriage.cli.main import main
 from modeltriage.learn.simulation import read_traffic
 from modeltriage.log.entries import FeedbackEntry, LogEntry
@@ -105,7 +105,9 @@ def test_logs_and_tune_from_the_log(
     rows = read_traffic(REPO / "examples" / "traffic" / "support_day.jsonl")[:150]
     config = shipped_router.config
     with Router.load(shipped_copy, encoder=shipped_router.encoder) as router:
-        decisions = router.route_batch([r.text for r in rows], metadata={"tenant": "t"})
+        decisions = router.route_batch(
+            [r.text for r in rows], RouteOptions(metadata={"tenant": "t"})
+        )
         # A judge's verdict: good when the tier is strong enough for the labelled difficulty.
         for row, decision in zip(rows, decisions, strict=True):
             if row.expected_difficulty is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeltriage import Decision, InputError, Router
+from modeltriage import Decision, InputError, RouteOptions, Router
 
 
 def test_route_returns_one_shape(fake_router: Router) -> None:
@@ -19,7 +19,7 @@ def test_route_returns_one_shape(fake_router: Router) -> None:
 
 
 def test_explain_returns_neighbours(fake_router: Router) -> None:
-    decision = fake_router.route("what time do you close today", explain=True)
+    decision = fake_router.route("what time do you close today", RouteOptions(explain=True))
     assert decision.neighbours[0].text == "what time do you close today"
     assert decision.neighbours[0].similarity == pytest.approx(1.0, abs=1e-5)
     sims = [n.similarity for n in decision.neighbours]
@@ -118,7 +118,9 @@ def test_real_easy_is_cheaper_than_hard(shipped_router: Router) -> None:
 
 @pytest.mark.real
 def test_real_explain_and_batch(shipped_router: Router) -> None:
-    decisions = shipped_router.route_batch(["hi there!", "cancel my order please"], explain=True)
+    decisions = shipped_router.route_batch(
+        ["hi there!", "cancel my order please"], RouteOptions(explain=True)
+    )
     assert [d.intent for d in decisions] == ["greeting_smalltalk", "cancel_order"]
     assert all(len(d.neighbours) == shipped_router.config.scoring.top_k for d in decisions)
     assert shipped_router.manifest.encoder.startswith("sentence-transformers/all-MiniLM-L6-v2")

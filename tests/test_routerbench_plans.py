@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from modeltriage import Router
+from modeltriage import Answer, Router
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.encoders import SentenceTransformerEncoder
 from modeltriage.core.intents import Exemplar, Intent, IntentCascade, IntentSet
@@ -135,7 +135,8 @@ def test_the_winning_plan_runs_through_the_library(
                 assert second is not None
                 paid.append(second)
                 check = router.escalate(
-                    responses[first], decision_id=decision.id, second_answer=responses[second]
+                    Answer(answer=responses[first], second_answer=responses[second]),
+                    decision_id=decision.id,
                 )
                 # escalated exactly when the two real answers disagree, to the plan's model
                 assert check.escalate is not answers_agree(responses[first], responses[second])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,17 +10,17 @@ from fastapi.testclient import TestClient
 from modeltriage import HashingEncoder, Router
 from modeltriage.http.app import create_app
 
+from .conftest import Serve
+
 
 @pytest.fixture
-def client(fake_router: Router) -> Iterator[TestClient]:
-    with TestClient(create_app(router=fake_router)) as c:
-        yield c
+def client(fake_router: Router, serve: Serve) -> TestClient:
+    return serve(fake_router)
 
 
 @pytest.fixture(scope="module")
-def real_client(shipped_router: Router) -> Iterator[TestClient]:
-    with TestClient(create_app(router=shipped_router)) as c:
-        yield c
+def real_client(shipped_router: Router, serve: Serve) -> TestClient:
+    return serve(shipped_router)
 
 
 def test_route(client: TestClient) -> None:

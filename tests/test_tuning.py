@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage import ConfigError, Router, load_intents
+from modeltriage import ConfigError, RouteOptions, Router, load_intents
 from modeltriage.cli.main import main
 from modeltriage.core.config import load_router_config
 from modeltriage.core.decision import Neighbour
@@ -110,7 +110,7 @@ def test_cascade_plans_count_as_escalated(tiny_dir: Path) -> None:
 def test_tune_on_fake_routes(fake_router: Router) -> None:
     texts = ["when do you open on sunday", "refund my purchase please", "zzz qqq vvv"] * 10
     labels = ["hours", "refund", None] * 10
-    decisions = fake_router.route_batch(texts, explain=True)
+    decisions = fake_router.route_batch(texts, RouteOptions(explain=True))
     config = fake_router.config
     cases = cases_from_routes(texts, [d.neighbours for d in decisions], config, labels=labels)
     intents = {i.name: i for i in fake_router.intent_set.intents}

@@ -1,13 +1,19 @@
 """modeltriage: send each LLM request to the cheapest model that can still answer it.
 
 Importing this package is cheap: torch, sentence-transformers and FAISS load only when
-a router is built or loaded.
+a router is built or loaded. Everything a user needs is re-exported here; the modules
+behind it are laid out by layer (see docs/design.md).
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from modeltriage.core.config import RouterConfig
-from modeltriage.core.decision import Decision, Message, Neighbour
+from modeltriage.core.decision import CascadePlan, Decision, Message, Neighbour
 from modeltriage.core.encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
+from modeltriage.core.index import Manifest
 from modeltriage.core.intents import IntentSet, load_intents
+from modeltriage.core.options import RouteOptions
+from modeltriage.core.policy import Failover
 from modeltriage.errors import (
     ConfigError,
     IndexMissingError,
@@ -17,27 +23,56 @@ from modeltriage.errors import (
     ModelTriageError,
     StaleIndexError,
 )
+from modeltriage.followup.answers import Answer, Escalation
+from modeltriage.log.entries import (
+    EventEntry,
+    FeedbackEntry,
+    InvalidEntryError,
+    LogEntry,
+    LogStoreError,
+    UnknownDecisionError,
+)
+from modeltriage.log.stores import LogStore, MemoryStore
+from modeltriage.log.writer import DecisionLogger
 from modeltriage.router import Router, build_index
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("modeltriage")
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = [
+    "Answer",
+    "CascadePlan",
     "ConfigError",
     "Decision",
+    "DecisionLogger",
     "Encoder",
+    "Escalation",
+    "EventEntry",
+    "Failover",
+    "FeedbackEntry",
     "HashingEncoder",
     "IndexMissingError",
     "IndexStateError",
     "InputError",
     "IntentSet",
+    "InvalidEntryError",
+    "LogEntry",
+    "LogStore",
+    "LogStoreError",
+    "Manifest",
+    "MemoryStore",
     "Message",
     "MissingDependencyError",
     "ModelTriageError",
     "Neighbour",
+    "RouteOptions",
     "Router",
     "RouterConfig",
     "SentenceTransformerEncoder",
     "StaleIndexError",
+    "UnknownDecisionError",
     "__version__",
     "build_index",
     "load_intents",

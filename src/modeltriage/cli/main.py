@@ -232,17 +232,18 @@ def _check_encoder(
 
 
 def _route(args: argparse.Namespace) -> int:
+    from modeltriage.core.options import RouteOptions
     from modeltriage.router import Router
 
     text = sys.stdin.read() if args.text == "-" else args.text
     with Router.load(args.intents, build_if_needed=args.build, log=not args.no_log) as router:
-        decision = router.route(
-            text,
+        options = RouteOptions(
             explain=args.explain,
             max_latency_ms=args.max_latency_ms,
             max_cost_usd=args.max_cost_usd,
             step=args.step,
         )
+        decision = router.route(text, options)
     print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modeltriage.core.config import ModelSpec, RouterConfig
 from modeltriage.errors import InputError
 
 
@@ -34,3 +35,14 @@ def check_answer_size(name: str, value: str, max_bytes: int) -> None:
             f"{name} is over the limit of {max_bytes} bytes (escalation.max_answer_bytes)",
             too_large=True,
         )
+
+
+def check_model(config: RouterConfig, name: str, what: str | None = None) -> ModelSpec:
+    """The model ``name`` of the config; an ``InputError`` naming the known models (and
+    ``what`` asked for it) when the config defines no such model."""
+    try:
+        return config.model(name)
+    except KeyError:
+        known = ", ".join(m.name for m in config.models)
+        where = "" if what is None else f"{what}: "
+        raise InputError(f"{where}unknown model {name!r}; router.yaml defines {known}") from None

@@ -15,8 +15,9 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.escalation_settings import (
@@ -26,10 +27,38 @@ from modeltriage.core.escalation_settings import (
     EscalationSettings,
     Signal,
 )
+from modeltriage.core.inputs import check_model
+from modeltriage.core.options import CallerInput
 from modeltriage.core.policy import cheapest_in_tier
 from modeltriage.errors import InputError
 
 Choices = Sequence[str] | Mapping[str, str]
+LogProb = Annotated[StrictFloat | StrictInt, Field(le=0, allow_inf_nan=False)]
+
+
+class Answer(CallerInput):
+    """A cheaper model's answer and what the caller knows about it: the input of an
+    answer check (:meth:`Router.escalate`, ``POST /escalate``)."""
+
+    answer: StrictStr = Field(description="the answer the cheap model gave")
+    confidence: StrictFloat | StrictInt | None = Field(
+        default=None, ge=0, le=1, description="the model's own 0..1 rating of its answer"
+    )
+    logprobs: Annotated[list[LogProb], Field(max_length=262_144)] | None = Field(
+        default=None, description="the answer's token log-probabilities"
+    )
+    finish_reason: StrictStr | None = Field(
+        default=None, max_length=64, examples=["stop", "length"]
+    )
+    second_answer: StrictStr | None = Field(
+        default=None, description="a second cheap model's answer to the same request"
+    )
+    choices: list[StrictStr] | dict[StrictStr, StrictStr] | None = Field(
+        default=None,
+        description="multiple-choice labels, or labels with option texts: the answer must "
+        "pick one, and a second answer is compared by the choice picked",
+        examples=[["A", "B", "C", "D"], {"A": "Ian", "B": "Dennis"}],
+    )
 
 
 class EscalationCheck(BaseModel):
@@ -346,20 +375,12 @@ def _reads_as_choice(first: str, second: str, choices: Choices | None) -> bool:
 # --- where to escalate to -----------------------------------------------------------
 
 
-def _known_model(config: RouterConfig, model_name: str) -> str:
-    try:
-        return config.model(model_name).tier
-    except KeyError:
-        known = ", ".join(m.name for m in config.models)
-        raise InputError(f"unknown model {model_name!r}; router.yaml defines {known}") from None
-
-
 def next_tier_model(config: RouterConfig, model_name: str, input_tokens: int) -> str | None:
     """The cheapest general model of the tier above ``model_name``'s; None at the top.
 
     Raises ``InputError`` for a model the config does not define.
     """
-    tier = _known_model(config, model_name)
+    tier = check_model(config, model_name).tier
     position = config.tiers.index(tier)
     if position + 1 >= len(config.tiers):
         return None
@@ -374,7 +395,7 @@ def stronger_model(
     """The first of ``candidates`` (a decision's model and fallbacks, in order) on a
     stronger tier than ``model_name``'s, else :func:`next_tier_model`."""
     tiers = config.tiers
-    rank = tiers.index(_known_model(config, model_name))
+    rank = tiers.index(check_model(config, model_name).tier)
     for name in candidates:
         try:
             tier = config.model(name).tier

@@ -11,13 +11,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from modeltriage import __version__
 from modeltriage.core.decision import Decision, Message
 from modeltriage.core.escalation_settings import Signal
+from modeltriage.core.options import RouteOptions
 from modeltriage.errors import InputError, MissingDependencyError, ModelTriageError
-from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
+from modeltriage.followup.answers import Answer
+from modeltriage.log.entries import (
+    EventEntry,
+    FeedbackEntry,
+    InvalidEntryError,
+    LogEntry,
+    LogStoreError,
+    UnknownDecisionError,
+)
 from modeltriage.router import Router
 
 try:
@@ -25,40 +34,6 @@ try:
     from fastapi.responses import JSONResponse
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
-
-
-MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
-Metadata = Annotated[
-    dict[Annotated[str, Field(max_length=100)], MetadataValue],
-    Field(max_length=50, description="stored with the logged decision: tenant, conversation..."),
-]
-
-
-Budget = Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]
-
-
-class RouteOptions(BaseModel):
-    """Budgets and the pipeline step, shared by /route and /route/batch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_latency_ms: Budget | None = Field(
-        default=None, description="only models whose typical_latency_ms is within it"
-    )
-    max_cost_usd: Budget | None = Field(
-        default=None, description="only models whose estimated cost is within it"
-    )
-    step: StrictStr | None = Field(
-        default=None, max_length=200, description="a pipeline step of router.yaml's `steps`"
-    )
-
-    @property
-    def latency(self) -> float | None:
-        return None if self.max_latency_ms is None else float(self.max_latency_ms)
-
-    @property
-    def cost(self) -> float | None:
-        return None if self.max_cost_usd is None else float(self.max_cost_usd)
 
 
 class RouteRequest(RouteOptions):
@@ -69,20 +44,10 @@ class RouteRequest(RouteOptions):
         default=None,
         description="instead of text: a conversation, routed by its last user turn",
     )
-    conversation_id: StrictStr | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="with conversation.sticky: the conversation does not go down tiers",
-    )
-    explain: StrictBool = Field(default=False, description="include the nearest exemplars")
-    metadata: Metadata | None = None
 
 
 class BatchRouteRequest(RouteOptions):
     texts: Annotated[list[StrictStr], Field(min_length=1)]
-    explain: StrictBool = False
-    metadata: Metadata | None = None
 
 
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -156,13 +121,7 @@ class LogHealth(BaseModel):
     errors: int
 
 
-LogProb = Annotated[StrictFloat | StrictInt, Field(le=0, allow_inf_nan=False)]
-
-
-class EscalateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    answer: StrictStr = Field(description="the answer the cheap model gave")
+class EscalateRequest(Answer):
     model: StrictStr | None = Field(
         default=None, description="the model that answered; default: the routed model of `text`"
     )
@@ -175,24 +134,6 @@ class EscalateRequest(BaseModel):
         max_length=100,
         description="the /route decision: with a decision log, its model, cascade plan and "
         "fallbacks say where to escalate (unknown id: 404); echoed back",
-    )
-    confidence: StrictFloat | StrictInt | None = Field(
-        default=None, ge=0, le=1, description="the model's own 0..1 rating of its answer"
-    )
-    logprobs: Annotated[list[LogProb], Field(max_length=262_144)] | None = Field(
-        default=None, description="the answer's token log-probabilities"
-    )
-    finish_reason: StrictStr | None = Field(
-        default=None, max_length=64, examples=["stop", "length"]
-    )
-    second_answer: StrictStr | None = Field(
-        default=None, description="a second cheap model's answer to the same request"
-    )
-    choices: list[StrictStr] | dict[StrictStr, StrictStr] | None = Field(
-        default=None,
-        description="multiple-choice labels, or labels with option texts: the answer must "
-        "pick one, and a second answer is compared by the choice picked",
-        examples=[["A", "B", "C", "D"], {"A": "Ian", "B": "Dennis"}],
     )
 
 
@@ -302,8 +243,6 @@ def create_app(
 
     @app.exception_handler(ModelTriageError)
     async def library_error(request: Request, exc: ModelTriageError) -> JSONResponse:
-        from modeltriage.log.entries import InvalidEntryError, LogStoreError, UnknownDecisionError
-
         status = 500
         if isinstance(exc, UnknownDecisionError):
             status = 404
@@ -318,37 +257,14 @@ def create_app(
         if body.text is not None and body.messages is not None:
             raise InputError("give `text` or `messages`, not both")
         if body.messages is not None:
-            return current(request).route_messages(
-                body.messages,
-                explain=body.explain,
-                metadata=body.metadata,
-                max_latency_ms=body.latency,
-                max_cost_usd=body.cost,
-                step=body.step,
-                conversation_id=body.conversation_id,
-            )
+            return current(request).route_messages(body.messages, body)
         if body.text is None:
             raise InputError("text: Field required (or give `messages`)")
-        return current(request).route(
-            body.text,
-            explain=body.explain,
-            metadata=body.metadata,
-            max_latency_ms=body.latency,
-            max_cost_usd=body.cost,
-            step=body.step,
-            conversation_id=body.conversation_id,
-        )
+        return current(request).route(body.text, body)
 
     @app.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
     def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
-        decisions = current(request).route_batch(
-            body.texts,
-            explain=body.explain,
-            metadata=body.metadata,
-            max_latency_ms=body.latency,
-            max_cost_usd=body.cost,
-            step=body.step,
-        )
+        decisions = current(request).route_batch(body.texts, body)
         return BatchRouteResponse(decisions=decisions)
 
     @app.post(
@@ -371,15 +287,7 @@ def create_app(
     )
     def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
         result = current(request).escalate(
-            body.answer,
-            model=body.model,
-            text=body.text,
-            decision_id=body.decision_id,
-            confidence=None if body.confidence is None else float(body.confidence),
-            logprobs=None if body.logprobs is None else [float(x) for x in body.logprobs],
-            finish_reason=body.finish_reason,
-            second_answer=body.second_answer,
-            choices=body.choices,
+            body, model=body.model, text=body.text, decision_id=body.decision_id
         )
         return EscalateResponse(
             escalate=result.escalate,

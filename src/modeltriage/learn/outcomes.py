@@ -29,6 +29,7 @@ from modeltriage.core.config import (
 )
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent, IntentSet
+from modeltriage.core.options import RouteOptions
 from modeltriage.core.policy import estimate_tokens
 from modeltriage.errors import ConfigError, InputError, MissingDependencyError
 from modeltriage.learn.tuning import Case, Point, QualityModel, format_threshold, sweep
@@ -354,7 +355,7 @@ def outcome_cases(
     cases: list[Case] = []
     for start in range(0, len(rows), size):
         chunk = rows[start : start + size]
-        decisions = router.route_batch([r.text for r in chunk], explain=True)
+        decisions = router.route_batch([r.text for r in chunk], RouteOptions(explain=True))
         for row, decision in zip(chunk, decisions, strict=True):
             cases.append(
                 Case(
