@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
 from modeltriage.core.encoders import SentenceTransformerEncoder
-from modeltriage.http.app import create_app
 from modeltriage.log.entries import LogStoreError, UnknownDecisionError
 from modeltriage.log.stores import MemoryStore
 
@@ -195,13 +194,15 @@ def test_service_errors_name_the_problem(
     assert fragment in response.json()["detail"]
 
 
-def test_lookup_without_a_log_is_a_clear_503(make_intents: Callable[..., Path]) -> None:
+def test_lookup_without_a_log_is_a_clear_503(
+    make_intents: Callable[..., Path], serve: Serve
+) -> None:
     directory = make_intents(TINY_INTENTS, PLAN_YAML)
     router = Router.in_memory(load_intents(directory), HashingEncoder(), exact_numpy=True)
-    with TestClient(create_app(router=router)) as client:
-        response = client.get("/decisions/anything")
-        assert response.status_code == 503
-        assert "decision logging is off" in response.json()["detail"]
+    client = serve(router)
+    response = client.get("/decisions/anything")
+    assert response.status_code == 503
+    assert "decision logging is off" in response.json()["detail"]
 
 
 # --- real encoder, real FAISS index, shipped intents -------------------------------------

@@ -10,7 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeltriage import ConfigError, HashingEncoder, InputError, RouteOptions, Router, load_intents
-from modeltriage.http.app import create_app
 
 from .conftest import ROUTER_YAML, TINY_INTENTS, Serve
 
@@ -339,14 +338,14 @@ def test_not_sticky_by_default(router: Router, client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["tier"] == "small"
 
 
-def test_sticky_over_http(sticky: Router) -> None:
-    with TestClient(create_app(router=sticky)) as c:
-        c.post("/route", json={"text": REFUND, "conversation_id": "c9"})
-        r = c.post(
-            "/route",
-            json={"messages": [{"role": "user", "content": SUNDAY}], "conversation_id": "c9"},
-        )
-        assert r.json()["tier"] == "mid"
+def test_sticky_over_http(sticky: Router, serve: Serve) -> None:
+    c = serve(sticky)
+    c.post("/route", json={"text": REFUND, "conversation_id": "c9"})
+    r = c.post(
+        "/route",
+        json={"messages": [{"role": "user", "content": SUNDAY}], "conversation_id": "c9"},
+    )
+    assert r.json()["tier"] == "mid"
 
 
 # --- replicas sharing one log share health marks ---------------------------------------

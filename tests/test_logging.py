@@ -130,11 +130,11 @@ def test_service_rejects_bad_metadata(client: TestClient) -> None:
     assert r.status_code == 422
 
 
-def test_service_without_log_answers_503_to_feedback(fake_router: Router) -> None:
-    with TestClient(create_app(router=fake_router)) as c:
-        r = c.post("/feedback", json={"decision_id": "x", "quality": 1})
-        assert r.status_code == 503 and "logging is off" in r.text
-        assert c.get("/healthz").json()["log"] is None
+def test_service_without_log_answers_503_to_feedback(fake_router: Router, serve: Serve) -> None:
+    c = serve(fake_router)
+    r = c.post("/feedback", json={"decision_id": "x", "quality": 1})
+    assert r.status_code == 503 and "logging is off" in r.text
+    assert c.get("/healthz").json()["log"] is None
 
 
 @pytest.mark.real

@@ -190,17 +190,17 @@ def test_escalate_echoes_the_decision_id(client: TestClient) -> None:
     assert r.json()["decision_id"] == "d-1"
 
 
-def test_escalate_does_not_log_a_second_decision(tiny_dir: Path) -> None:
+def test_escalate_does_not_log_a_second_decision(tiny_dir: Path, serve: Serve) -> None:
     from modeltriage import load_intents
     from modeltriage.log.stores import MemoryStore
 
     store = MemoryStore()
     router = Router.in_memory(load_intents(tiny_dir), HashingEncoder(), exact_numpy=True, log=store)
-    with TestClient(create_app(router=router)) as c:
-        text = "when do you open on sunday"
-        routed = c.post("/route", json={"text": text}).json()
-        r = c.post("/escalate", json={"answer": HEDGE, "text": text, "decision_id": routed["id"]})
-        assert r.json()["escalate"] and r.json()["decision_id"] == routed["id"]
+    c = serve(router)
+    text = "when do you open on sunday"
+    routed = c.post("/route", json={"text": text}).json()
+    r = c.post("/escalate", json={"answer": HEDGE, "text": text, "decision_id": routed["id"]})
+    assert r.json()["escalate"] and r.json()["decision_id"] == routed["id"]
     assert router.logger is not None and router.logger.flush(timeout=5)
     assert [e.decision_id for e in store.decisions()] == [routed["id"]]
     router.close()
