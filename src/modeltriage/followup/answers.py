@@ -283,29 +283,12 @@ def _check_inputs(confidence: float | None, logprobs: Sequence[float] | None) ->
                 )
 
 
-def check_answer(
-    answer: str,
-    settings: EscalationSettings,
-    *,
-    confidence: float | None = None,
-    logprobs: Sequence[float] | None = None,
-    finish_reason: str | None = None,
-    second_answer: str | None = None,
-    choices: Choices | None = None,
-    second_answer_required: str | None = None,
-) -> EscalationCheck:
-    """Decide whether ``answer`` should be escalated, from every signal that applies.
-
-    ``second_answer_required`` names the model a cascade plan asked for a second opinion:
-    without ``second_answer`` the answer escalates (``missing_second_answer``), since the
-    plan counted on the comparison. Raises ``InputError`` for a confidence outside 0..1 or
-    a log-probability above 0.
-    """
-    _check_inputs(confidence, logprobs)
+def _answer_signals(
+    answer: str, settings: EscalationSettings, finish_reason: str | None, choices: Choices | None
+) -> dict[Signal, str]:
+    """The signals read off the answer's text alone, with why each fired."""
     found: dict[Signal, str] = {}
-    skipped: list[str] = []
     empty = is_empty(answer)
-
     if settings.empty and empty:
         found["empty"] = "the answer is empty" if not answer.strip() else "no words in the answer"
     if settings.truncated:
@@ -327,6 +310,30 @@ def check_answer(
         labels, _ = _labels_and_texts(choices)
         if extract_choice(answer, choices) is None:
             found["no_choice"] = f"the answer picks none of the choices {', '.join(labels)}"
+    return found
+
+
+def check_answer(
+    answer: str,
+    settings: EscalationSettings,
+    *,
+    confidence: float | None = None,
+    logprobs: Sequence[float] | None = None,
+    finish_reason: str | None = None,
+    second_answer: str | None = None,
+    choices: Choices | None = None,
+    second_answer_required: str | None = None,
+) -> EscalationCheck:
+    """Decide whether ``answer`` should be escalated, from every signal that applies.
+
+    ``second_answer_required`` names the model a cascade plan asked for a second opinion:
+    without ``second_answer`` the answer escalates (``missing_second_answer``), since the
+    plan counted on the comparison. Raises ``InputError`` for a confidence outside 0..1 or
+    a log-probability above 0.
+    """
+    _check_inputs(confidence, logprobs)
+    found = _answer_signals(answer, settings, finish_reason, choices)
+    skipped: list[str] = []
 
     threshold = settings.min_self_confidence
     if threshold is not None:
@@ -334,15 +341,16 @@ def check_answer(
             skipped.append("low_self_confidence (no confidence given)")
         elif confidence < threshold:
             found["low_self_confidence"] = f"self-rated confidence {confidence:g} < {threshold:g}"
-    floor = settings.min_mean_logprob
-    if floor is not None:
+    min_logprob = settings.min_mean_logprob
+    if min_logprob is not None:
         if not logprobs:
             skipped.append("low_logprob (no logprobs given)")
         else:
             mean = math.fsum(logprobs) / len(logprobs)
-            if mean < floor:
+            if mean < min_logprob:
                 found["low_logprob"] = (
-                    f"mean token log-probability {mean:.3f} < {floor:g} over {len(logprobs)} tokens"
+                    f"mean token log-probability {mean:.3f} < {min_logprob:g} "
+                    f"over {len(logprobs)} tokens"
                 )
     if second_answer_required is not None and second_answer is None:
         found["missing_second_answer"] = (

@@ -9,21 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from modeltriage import __version__
-from modeltriage.core.decision import Decision, Message
-from modeltriage.core.escalation_settings import Signal
-from modeltriage.core.options import RouteOptions
 from modeltriage.errors import InputError, MissingDependencyError, ModelTriageError
-from modeltriage.followup.answers import Answer
 from modeltriage.log.entries import (
-    EventEntry,
-    FeedbackEntry,
     InvalidEntryError,
-    LogEntry,
     LogStoreError,
     UnknownDecisionError,
 )
@@ -35,141 +25,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
-
-class RouteRequest(RouteOptions):
-    text: StrictStr | None = Field(
-        default=None, description="the request to route", examples=["what are your hours?"]
-    )
-    messages: Annotated[list[Message], Field(min_length=1, max_length=1000)] | None = Field(
-        default=None,
-        description="instead of text: a conversation, routed by its last user turn",
-    )
-
-
-class BatchRouteRequest(RouteOptions):
-    texts: Annotated[list[StrictStr], Field(min_length=1)]
-
-
-ModelName = Annotated[StrictStr, Field(min_length=1, max_length=200)]
-
-
-class NextModelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision_id: StrictStr | None = Field(
-        default=None,
-        min_length=1,
-        max_length=100,
-        description="a logged decision: its model and fallbacks are the chain (omit `model` "
-        "and `fallbacks`); with `model`, only echoed back and recorded with the failover",
-    )
-    model: ModelName | None = Field(
-        default=None, description="the decision's model (unless `decision_id` is given)"
-    )
-    fallbacks: Annotated[list[ModelName], Field(max_length=100)] = Field(
-        default_factory=list, description="the decision's fallbacks"
-    )
-    failed: Annotated[list[ModelName], Field(min_length=1, max_length=100)] = Field(
-        description="models that errored or timed out"
-    )
-
-
-class NextModelResponse(BaseModel):
-    model: str | None = Field(description="the model to try next; null when none is left")
-    reason: str
-    decision_id: str | None
-
-
-class UnhealthyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    cooldown_s: Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        default=None, description="default: health.cooldown_s of router.yaml"
-    )
-
-
-class UnhealthyModel(BaseModel):
-    model: str
-    seconds_left: float
-
-
-class UnhealthyModels(BaseModel):
-    unhealthy: list[UnhealthyModel]
-
-
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision_id: StrictStr = Field(min_length=1, max_length=100)
-    quality: StrictFloat | StrictInt = Field(ge=0, le=1, description="0 = useless, 1 = perfect")
-    source: StrictStr = Field(
-        default="user", min_length=1, max_length=64, examples=["user", "judge"]
-    )
-    model: StrictStr | None = Field(default=None, description="the model that really answered")
-
-
-class FeedbackResponse(BaseModel):
-    status: str
-    decision_id: str
-
-
-class LogHealth(BaseModel):
-    store: str
-    written: int
-    pending: int
-    dropped: int
-    errors: int
-
-
-class EscalateRequest(Answer):
-    model: StrictStr | None = Field(
-        default=None, description="the model that answered; default: the routed model of `text`"
-    )
-    text: StrictStr | None = Field(
-        default=None, description="the request: escalate along its routed fallbacks"
-    )
-    decision_id: StrictStr | None = Field(
-        default=None,
-        min_length=1,
-        max_length=100,
-        description="the /route decision: with a decision log, its model, cascade plan and "
-        "fallbacks say where to escalate (unknown id: 404); echoed back",
-    )
-
-
-class EscalateResponse(BaseModel):
-    escalate: bool
-    to_model: str | None = Field(description="the next model up; null if staying or at the top")
-    reasons: list[Signal]
-    detail: str
-    decision_id: str | None
-
-
-class LoggedDecision(BaseModel):
-    """A decision as the log keeps it (its text only with `log.store_text`), with what
-    happened after it."""
-
-    decision: LogEntry
-    events: list[EventEntry] = Field(description="failovers and answer checks, oldest first")
-    feedback: list[FeedbackEntry] = Field(description="quality signals, oldest first")
-
-
-class BatchRouteResponse(BaseModel):
-    decisions: list[Decision]
-
-
-class Health(BaseModel):
-    status: str
-    version: str
-    index_version: str
-    encoder: str
-    intents: int
-    exemplars: int
-    built_at: str
-    log: LogHealth | None
-    failovers: int = Field(description="POST /next-model (failover) requests since start")
-    unhealthy_models: list[str]
-
+from modeltriage.http.routes import api, current
 
 # JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
 _JSON_OVERHEAD = 6
@@ -208,10 +64,6 @@ def create_app(
         summary="Decides which LLM should answer a request. It never calls an LLM.",
         lifespan=lifespan,
     )
-
-    def current(request: Request) -> Router:
-        routed: Router = request.app.state.router
-        return routed
 
     @app.middleware("http")
     async def limit_body(
@@ -252,128 +104,5 @@ def create_app(
             status = 503
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    @app.post("/route", response_model=Decision, summary="Decide which model answers a request")
-    def route(body: RouteRequest, request: Request) -> Decision:
-        if body.text is not None and body.messages is not None:
-            raise InputError("give `text` or `messages`, not both")
-        if body.messages is not None:
-            return current(request).route_messages(body.messages, body)
-        if body.text is None:
-            raise InputError("text: Field required (or give `messages`)")
-        return current(request).route(body.text, body)
-
-    @app.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
-    def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
-        decisions = current(request).route_batch(body.texts, body)
-        return BatchRouteResponse(decisions=decisions)
-
-    @app.post(
-        "/feedback",
-        response_model=FeedbackResponse,
-        status_code=201,
-        summary="Attach a quality signal to a logged decision",
-        responses={404: {"description": "no decision with this id was logged"}},
-    )
-    def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
-        current(request).feedback(
-            body.decision_id, float(body.quality), source=body.source, model=body.model
-        )
-        return FeedbackResponse(status="recorded", decision_id=body.decision_id)
-
-    @app.post(
-        "/escalate",
-        response_model=EscalateResponse,
-        summary="Check a cheap model's answer: escalate it, and to which model?",
-    )
-    def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
-        result = current(request).escalate(
-            body, model=body.model, text=body.text, decision_id=body.decision_id
-        )
-        return EscalateResponse(
-            escalate=result.escalate,
-            to_model=result.to_model,
-            reasons=result.reasons,
-            detail=result.detail,
-            decision_id=body.decision_id,
-        )
-
-    @app.post(
-        "/next-model",
-        response_model=NextModelResponse,
-        summary="A model failed: which model of the decision's chain to try next",
-    )
-    def next_model(body: NextModelRequest, request: Request) -> NextModelResponse:
-        router = current(request)
-        if body.model is not None:
-            result = router.failover([body.model, *body.fallbacks], body.failed)
-        elif body.decision_id is not None and not body.fallbacks:
-            result = router.failover(body.decision_id, body.failed)
-        else:
-            raise InputError("give `model` (and `fallbacks`), or the `decision_id` alone")
-        return NextModelResponse(
-            model=result.model, reason=result.reason, decision_id=body.decision_id
-        )
-
-    @app.get(
-        "/decisions/{decision_id}",
-        response_model=LoggedDecision,
-        summary="A logged decision, with its failover and escalation events and feedback",
-        responses={404: {"description": "no decision with this id was logged"}},
-    )
-    def logged_decision(decision_id: str, request: Request) -> LoggedDecision:
-        router = current(request)
-        entry = router.decision(decision_id)
-        events = router.events(decision_id)
-        assert router.logger is not None  # decision() refuses when logging is off
-        feedback = router.logger.store.feedback(decision_id)
-        return LoggedDecision(decision=entry, events=events, feedback=feedback)
-
-    @app.post(
-        "/health/models/{name}/unhealthy",
-        response_model=UnhealthyModel,
-        summary="Skip a model in decisions and failovers for a cooldown",
-    )
-    def mark_unhealthy(
-        name: str, request: Request, body: UnhealthyRequest | None = None
-    ) -> UnhealthyModel:
-        cooldown = None if body is None or body.cooldown_s is None else float(body.cooldown_s)
-        left = current(request).mark_unhealthy(name, cooldown)
-        return UnhealthyModel(model=name, seconds_left=round(left, 3))
-
-    @app.get("/health/models", response_model=UnhealthyModels, summary="Models marked unhealthy")
-    def unhealthy_models(request: Request) -> UnhealthyModels:
-        return UnhealthyModels(
-            unhealthy=[
-                UnhealthyModel(model=model, seconds_left=round(left, 3))
-                for model, left in current(request).unhealthy_models().items()
-            ]
-        )
-
-    @app.get("/healthz", response_model=Health, summary="Liveness and the loaded index")
-    def healthz(request: Request) -> Health:
-        routed = current(request)
-        manifest = routed.manifest
-        logger = routed.logger
-        log = None
-        if logger is not None:
-            log = LogHealth(
-                store=logger.store.url,
-                written=logger.written,
-                pending=logger.pending,
-                dropped=logger.dropped,
-                errors=logger.errors,
-            )
-        return Health(
-            status="ok",
-            version=__version__,
-            index_version=manifest.version,
-            encoder=manifest.encoder,
-            intents=manifest.intents,
-            exemplars=manifest.exemplars,
-            built_at=manifest.built_at,
-            log=log,
-            failovers=routed.failovers,
-            unhealthy_models=list(routed.unhealthy_models()),
-        )
-
+    app.include_router(api)
     return app

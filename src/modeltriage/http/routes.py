@@ -1,0 +1,167 @@
+"""The service's endpoints. Each one reads the router from the app's state, calls one
+library method and shapes the answer; errors map to statuses in :mod:`.app`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from modeltriage import __version__
+from modeltriage.core.decision import Decision
+from modeltriage.errors import InputError
+from modeltriage.http.schemas import (
+    BatchRouteRequest,
+    BatchRouteResponse,
+    EscalateRequest,
+    EscalateResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    LoggedDecision,
+    LogHealth,
+    NextModelRequest,
+    NextModelResponse,
+    RouteRequest,
+    UnhealthyModel,
+    UnhealthyModels,
+    UnhealthyRequest,
+)
+from modeltriage.router import Router
+
+api = APIRouter()
+
+
+def current(request: Request) -> Router:
+    """The router the app's lifespan loaded."""
+    routed: Router = request.app.state.router
+    return routed
+
+
+@api.post("/route", response_model=Decision, summary="Decide which model answers a request")
+def route(body: RouteRequest, request: Request) -> Decision:
+    if body.text is not None and body.messages is not None:
+        raise InputError("give `text` or `messages`, not both")
+    if body.messages is not None:
+        return current(request).route_messages(body.messages, body)
+    if body.text is None:
+        raise InputError("text: Field required (or give `messages`)")
+    return current(request).route(body.text, body)
+
+
+@api.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
+def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
+    decisions = current(request).route_batch(body.texts, body)
+    return BatchRouteResponse(decisions=decisions)
+
+
+@api.post(
+    "/feedback",
+    response_model=FeedbackResponse,
+    status_code=201,
+    summary="Attach a quality signal to a logged decision",
+    responses={404: {"description": "no decision with this id was logged"}},
+)
+def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
+    current(request).feedback(
+        body.decision_id, float(body.quality), source=body.source, model=body.model
+    )
+    return FeedbackResponse(status="recorded", decision_id=body.decision_id)
+
+
+@api.post(
+    "/escalate",
+    response_model=EscalateResponse,
+    summary="Check a cheap model's answer: escalate it, and to which model?",
+)
+def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
+    result = current(request).escalate(
+        body, model=body.model, text=body.text, decision_id=body.decision_id
+    )
+    return EscalateResponse(
+        escalate=result.escalate,
+        to_model=result.to_model,
+        reasons=result.reasons,
+        detail=result.detail,
+        decision_id=body.decision_id,
+    )
+
+
+@api.post(
+    "/next-model",
+    response_model=NextModelResponse,
+    summary="A model failed: which model of the decision's chain to try next",
+)
+def next_model(body: NextModelRequest, request: Request) -> NextModelResponse:
+    router = current(request)
+    if body.model is not None:
+        result = router.failover([body.model, *body.fallbacks], body.failed)
+    elif body.decision_id is not None and not body.fallbacks:
+        result = router.failover(body.decision_id, body.failed)
+    else:
+        raise InputError("give `model` (and `fallbacks`), or the `decision_id` alone")
+    return NextModelResponse(model=result.model, reason=result.reason, decision_id=body.decision_id)
+
+
+@api.get(
+    "/decisions/{decision_id}",
+    response_model=LoggedDecision,
+    summary="A logged decision, with its failover and escalation events and feedback",
+    responses={404: {"description": "no decision with this id was logged"}},
+)
+def logged_decision(decision_id: str, request: Request) -> LoggedDecision:
+    router = current(request)
+    entry = router.decision(decision_id)
+    events = router.events(decision_id)
+    assert router.logger is not None  # decision() refuses when logging is off
+    feedback = router.logger.store.feedback(decision_id)
+    return LoggedDecision(decision=entry, events=events, feedback=feedback)
+
+
+@api.post(
+    "/health/models/{name}/unhealthy",
+    response_model=UnhealthyModel,
+    summary="Skip a model in decisions and failovers for a cooldown",
+)
+def mark_unhealthy(
+    name: str, request: Request, body: UnhealthyRequest | None = None
+) -> UnhealthyModel:
+    cooldown = None if body is None or body.cooldown_s is None else float(body.cooldown_s)
+    left = current(request).mark_unhealthy(name, cooldown)
+    return UnhealthyModel(model=name, seconds_left=round(left, 3))
+
+
+@api.get("/health/models", response_model=UnhealthyModels, summary="Models marked unhealthy")
+def unhealthy_models(request: Request) -> UnhealthyModels:
+    return UnhealthyModels(
+        unhealthy=[
+            UnhealthyModel(model=model, seconds_left=round(left, 3))
+            for model, left in current(request).unhealthy_models().items()
+        ]
+    )
+
+
+@api.get("/healthz", response_model=Health, summary="Liveness and the loaded index")
+def healthz(request: Request) -> Health:
+    routed = current(request)
+    manifest = routed.manifest
+    logger = routed.logger
+    log = None
+    if logger is not None:
+        log = LogHealth(
+            store=logger.store.url,
+            written=logger.written,
+            pending=logger.pending,
+            dropped=logger.dropped,
+            errors=logger.errors,
+        )
+    return Health(
+        status="ok",
+        version=__version__,
+        index_version=manifest.version,
+        encoder=manifest.encoder,
+        intents=manifest.intents,
+        exemplars=manifest.exemplars,
+        built_at=manifest.built_at,
+        log=log,
+        failovers=routed.failovers,
+        unhealthy_models=list(routed.unhealthy_models()),
+    )

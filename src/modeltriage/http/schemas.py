@@ -1,0 +1,149 @@
+"""The service's request and response bodies. Requests extend the library's own input
+models (``RouteOptions``, ``Answer``), so both accept exactly the same fields."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from modeltriage.core.decision import Decision, Message
+from modeltriage.core.escalation_settings import Signal
+from modeltriage.core.options import RouteOptions
+from modeltriage.followup.answers import Answer
+from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
+
+
+class RouteRequest(RouteOptions):
+    text: StrictStr | None = Field(
+        default=None, description="the request to route", examples=["what are your hours?"]
+    )
+    messages: Annotated[list[Message], Field(min_length=1, max_length=1000)] | None = Field(
+        default=None,
+        description="instead of text: a conversation, routed by its last user turn",
+    )
+
+
+class BatchRouteRequest(RouteOptions):
+    texts: Annotated[list[StrictStr], Field(min_length=1)]
+
+
+ModelName = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class NextModelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="a logged decision: its model and fallbacks are the chain (omit `model` "
+        "and `fallbacks`); with `model`, only echoed back and recorded with the failover",
+    )
+    model: ModelName | None = Field(
+        default=None, description="the decision's model (unless `decision_id` is given)"
+    )
+    fallbacks: Annotated[list[ModelName], Field(max_length=100)] = Field(
+        default_factory=list, description="the decision's fallbacks"
+    )
+    failed: Annotated[list[ModelName], Field(min_length=1, max_length=100)] = Field(
+        description="models that errored or timed out"
+    )
+
+
+class NextModelResponse(BaseModel):
+    model: str | None = Field(description="the model to try next; null when none is left")
+    reason: str
+    decision_id: str | None
+
+
+class UnhealthyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cooldown_s: Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="default: health.cooldown_s of router.yaml"
+    )
+
+
+class UnhealthyModel(BaseModel):
+    model: str
+    seconds_left: float
+
+
+class UnhealthyModels(BaseModel):
+    unhealthy: list[UnhealthyModel]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: StrictStr = Field(min_length=1, max_length=100)
+    quality: StrictFloat | StrictInt = Field(ge=0, le=1, description="0 = useless, 1 = perfect")
+    source: StrictStr = Field(
+        default="user", min_length=1, max_length=64, examples=["user", "judge"]
+    )
+    model: StrictStr | None = Field(default=None, description="the model that really answered")
+
+
+class FeedbackResponse(BaseModel):
+    status: str
+    decision_id: str
+
+
+class LogHealth(BaseModel):
+    store: str
+    written: int
+    pending: int
+    dropped: int
+    errors: int
+
+
+class EscalateRequest(Answer):
+    model: StrictStr | None = Field(
+        default=None, description="the model that answered; default: the routed model of `text`"
+    )
+    text: StrictStr | None = Field(
+        default=None, description="the request: escalate along its routed fallbacks"
+    )
+    decision_id: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the /route decision: with a decision log, its model, cascade plan and "
+        "fallbacks say where to escalate (unknown id: 404); echoed back",
+    )
+
+
+class EscalateResponse(BaseModel):
+    escalate: bool
+    to_model: str | None = Field(description="the next model up; null if staying or at the top")
+    reasons: list[Signal]
+    detail: str
+    decision_id: str | None
+
+
+class LoggedDecision(BaseModel):
+    """A decision as the log keeps it (its text only with `log.store_text`), with what
+    happened after it."""
+
+    decision: LogEntry
+    events: list[EventEntry] = Field(description="failovers and answer checks, oldest first")
+    feedback: list[FeedbackEntry] = Field(description="quality signals, oldest first")
+
+
+class BatchRouteResponse(BaseModel):
+    decisions: list[Decision]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    index_version: str
+    encoder: str
+    intents: int
+    exemplars: int
+    built_at: str
+    log: LogHealth | None
+    failovers: int = Field(description="POST /next-model (failover) requests since start")
+    unhealthy_models: list[str]
