@@ -14,18 +14,13 @@ import pytest
 
 from modeltriage import ConfigError, HashingEncoder, InputError, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.learn.outcomes import (
-    Outcome,
-    OutcomeRow,
-    apgr,
-    calls_for_gap,
-    evaluate_outcomes,
+from modeltriage.learn.outcome_data import Outcome, OutcomeRow, read_outcomes_jsonl
+from modeltriage.learn.outcome_eval import apgr, calls_for_gap, evaluate_outcomes, oracle
+from modeltriage.learn.outcome_intents import (
     learn_intents,
     learned_config,
     learned_difficulty,
-    oracle,
     parse_tiers,
-    read_outcomes_jsonl,
 )
 
 TIERS = [("small", "tiny"), ("mid", "medium"), ("flagship", "huge")]
@@ -181,7 +176,7 @@ def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
     ],
 )
 def test_unwrap_response(stored: str, answer: str) -> None:
-    from modeltriage.learn.outcomes import unwrap_response
+    from modeltriage.learn.outcome_data import unwrap_response
 
     assert unwrap_response(stored) == answer
 

@@ -10,7 +10,7 @@ import pytest
 
 from modeltriage import HashingEncoder, InputError, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.learn.outcomes import Outcome, OutcomeRow
+from modeltriage.learn.outcome_data import Outcome, OutcomeRow
 from modeltriage.learn.planlearning import evaluate_plans, learn_plans, plan_intents
 from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, candidate_plans, choose_plans, serve
 

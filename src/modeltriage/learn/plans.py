@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from modeltriage.core.policy import savings
 from modeltriage.followup.answers import answers_agree
-from modeltriage.learn.outcomes import OutcomeRow
+from modeltriage.learn.outcome_data import OutcomeRow
 
 PlanKind = Literal["flagship", "single", "cascade"]
 
@@ -114,7 +115,7 @@ class PlanChoice:
 
     @property
     def savings(self) -> float:
-        return 1 - self.cost / self.flagship_cost if self.flagship_cost > 0 else 0.0
+        return savings(self.cost, self.flagship_cost)
 
 
 def group_options(
