@@ -62,7 +62,7 @@ from _common import DEFAULT_DATA, library_versions, machine_info, render_table, 
 
 from modeltriage.core.escalation_settings import EscalationSettings
 from modeltriage.followup.answers import check_answer, extract_choice, normalise_answer
-from modeltriage.learn.outcomes import unwrap_response as unwrap
+from modeltriage.learn.outcome_data import unwrap_response as unwrap
 
 FLAGSHIP = "gpt-4-1106-preview"
 FIRST_TRIES = (

@@ -74,7 +74,8 @@ from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
 from modeltriage.core.index import ExemplarRow, FaissIndex, LoadedIndex, build_in_memory
 from modeltriage.core.policy import VOTE_TEMPERATURE, score_intents
 from modeltriage.learn.evaluation import CachingEncoder
-from modeltriage.learn.outcomes import evaluate_outcomes, read_outcomes_jsonl
+from modeltriage.learn.outcome_data import read_outcomes_jsonl
+from modeltriage.learn.outcome_eval import evaluate_outcomes
 
 MODELS = (FLAGSHIP, *POOL)  # the nine models that answered every kept row
 TASKS = ("arc-challenge", "winogrande", "mbpp")

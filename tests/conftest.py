@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router, SentenceTransformerEncoder, load_intents
-from modeltriage.http import create_app
+from modeltriage.http.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_INTENTS = REPO / "intents"

@@ -12,7 +12,8 @@ from modeltriage.cli.main import main
 from modeltriage.core.config import Scoring
 from modeltriage.core.encoders import SentenceTransformerEncoder, normalise
 from modeltriage.learn.clustering import cluster_labels, cluster_names, default_cluster_count
-from modeltriage.learn.outcomes import OutcomeRow, group_names, learn_intents
+from modeltriage.learn.outcome_data import OutcomeRow
+from modeltriage.learn.outcome_intents import group_names, learn_intents
 
 from .test_outcomes import TIERS, synthetic, write_rows
 

@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
 
 from modeltriage import ConfigError, HashingEncoder, InputError, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.learn.outcomes import (
-    Outcome,
-    OutcomeRow,
+from modeltriage.learn.outcome_data import Outcome, OutcomeRow, read_outcomes_jsonl
+from modeltriage.learn.outcome_eval import (
+    OutcomesReport,
     apgr,
     calls_for_gap,
     evaluate_outcomes,
+    oracle,
+)
+from modeltriage.learn.outcome_files import (
+    evaluate_outcome_files,
+    tiers_with_flagship,
+    train_test_rows,
+)
+from modeltriage.learn.outcome_intents import (
     learn_intents,
     learned_config,
     learned_difficulty,
-    oracle,
     parse_tiers,
-    read_outcomes_jsonl,
 )
 
 TIERS = [("small", "tiny"), ("mid", "medium"), ("flagship", "huge")]
@@ -143,6 +150,58 @@ def test_read_outcomes_names_the_bad_line(tmp_path: Path) -> None:
         read_outcomes_jsonl(path)
 
 
+def test_read_outcomes_names_a_line_that_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n[1, 2]\n")
+    with pytest.raises(ConfigError, match=r"o\.jsonl:2: expected an outcomes row"):
+        read_outcomes_jsonl(path)
+    path.write_text("{not json\n")
+    with pytest.raises(ConfigError, match=r"o\.jsonl:1: invalid JSON"):
+        read_outcomes_jsonl(path)
+    path.write_text("\n")
+    with pytest.raises(ConfigError, match="no rows"):
+        read_outcomes_jsonl(path)
+
+
+def test_held_out_rows_are_split_as_the_cli_always_did(tmp_path: Path) -> None:
+    rows = synthetic(20)
+    path = write_rows(tmp_path / "train.outcomes.jsonl", rows)
+    train, test = train_test_rows(path, None, held_out=0.3, seed=4)
+    # the shuffle `eval outcomes` wrote by hand before the shared seeded split
+    order = list(range(20))
+    random.Random(4).shuffle(order)
+    assert [r.id for r in train] == [rows[i].id for i in order[:14]]
+    assert [r.id for r in test] == [rows[i].id for i in order[14:]]
+    other = write_rows(tmp_path / "test.outcomes.jsonl", rows[:5])
+    assert [len(part) for part in train_test_rows(path, other)] == [20, 5]
+    with pytest.raises(InputError, match="--held-out"):
+        train_test_rows(path, None, held_out=0.0)
+
+
+def test_the_flagship_must_be_the_last_tier() -> None:
+    assert tiers_with_flagship("small=tiny,flagship=huge", "huge")[-1] == ("flagship", "huge")
+    with pytest.raises(InputError, match="--flagship tiny must be the last"):
+        tiers_with_flagship("small=tiny,flagship=huge", "tiny")
+
+
+def test_evaluate_outcome_files_loads_the_encoder_last(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "o.outcomes.jsonl", synthetic(90))
+    loaded: list[str] = []
+
+    def encoder() -> HashingEncoder:
+        loaded.append("encoder")
+        return HashingEncoder()
+
+    with pytest.raises(InputError, match="--tiers"):
+        evaluate_outcome_files(path, None, "small", encoder)
+    assert loaded == []
+    report = evaluate_outcome_files(
+        path, None, "small=tiny,mid=medium,flagship=huge", encoder, long_text="head"
+    )
+    assert isinstance(report, OutcomesReport) and loaded == ["encoder"]
+    assert report.test_rows == 27 and report.savings_at["100%"] is not None
+
+
 def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
     """Rows as an outcomes file; answers stored as RouterBench does, the repr of a
     one-element list."""
@@ -181,7 +240,7 @@ def write_rows(path: Path, rows: list[OutcomeRow]) -> Path:
     ],
 )
 def test_unwrap_response(stored: str, answer: str) -> None:
-    from modeltriage.learn.outcomes import unwrap_response
+    from modeltriage.learn.outcome_data import unwrap_response
 
     assert unwrap_response(stored) == answer
 

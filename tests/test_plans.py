@@ -10,8 +10,9 @@ import pytest
 
 from modeltriage import HashingEncoder, InputError, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.learn.outcomes import Outcome, OutcomeRow
-from modeltriage.learn.planlearning import evaluate_plans, learn_plans, plan_intents
+from modeltriage.learn.outcome_data import Outcome, OutcomeRow
+from modeltriage.learn.outcome_files import evaluate_outcome_files
+from modeltriage.learn.planlearning import PlansReport, evaluate_plans, learn_plans, plan_intents
 from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, candidate_plans, choose_plans, serve
 
 from .test_outcomes import write_rows
@@ -160,6 +161,15 @@ def test_evaluate_plans_with_the_fake_encoder() -> None:
     assert (routed.precision, routed.recall) == (0.5, 1.0)
     assert report.intent_accuracy == 1.0
     assert report.plans == {"proof": "flagship now", "quiz": "tiny, checked by mini"}
+
+
+def test_evaluate_outcome_files_scores_plans_on_held_out_rows(tmp_path: Path) -> None:
+    source = write_rows(tmp_path / "rows.outcomes.jsonl", all_rows())
+    report = evaluate_outcome_files(
+        source, None, "small=tiny,flagship=huge", HashingEncoder, plans=True, floor=1.0
+    )
+    assert isinstance(report, PlansReport) and report.floor == 1.0
+    assert report.test_rows == round(len(all_rows()) * 0.3)
 
 
 def test_plans_need_answers() -> None:

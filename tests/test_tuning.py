@@ -11,6 +11,7 @@ from modeltriage import ConfigError, RouteOptions, Router, load_intents
 from modeltriage.cli.main import main
 from modeltriage.core.config import load_router_config
 from modeltriage.core.decision import Neighbour
+from modeltriage.learn.splits import seeded_split
 from modeltriage.learn.tuning import (
     Case,
     Point,
@@ -18,11 +19,10 @@ from modeltriage.learn.tuning import (
     cases_from_routes,
     choose,
     evaluate_point,
-    split,
     sweep,
     tune,
-    write_thresholds,
 )
+from modeltriage.learn.tuning_save import write_thresholds
 
 from .conftest import REPO
 
@@ -49,11 +49,11 @@ def test_choose(points: list[Point], min_quality: float, expected: int | None) -
 
 def test_split_is_seeded_and_complete() -> None:
     cases = [Case((), i) for i in range(10)]
-    a, b = split(cases, 0.3, seed=1)
+    a, b = seeded_split(cases, 0.3, seed=1)
     assert (len(a), len(b)) == (7, 3)
     assert sorted(c.input_tokens for c in a + b) == list(range(10))
-    assert split(cases, 0.3, seed=1) == (a, b)
-    assert split(cases, 0.3, seed=2) != (a, b)
+    assert seeded_split(cases, 0.3, seed=1) == (a, b)
+    assert seeded_split(cases, 0.3, seed=2) != (a, b)
 
 
 def n(intent: str, sim: float, difficulty: str = "easy") -> Neighbour:

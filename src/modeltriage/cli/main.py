@@ -19,7 +19,7 @@ from modeltriage.errors import IndexStateError, InputError, ModelTriageError
 
 if TYPE_CHECKING:
     from modeltriage.core.intents import IntentSet
-    from modeltriage.learn.outcomes import OutcomeRow
+    from modeltriage.learn.outcome_data import OutcomeRow
     from modeltriage.learn.tuning import Case, QualityModel
     from modeltriage.router import Router
 
@@ -360,12 +360,12 @@ def _logs(args: argparse.Namespace) -> int:
 def _learn(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from modeltriage.learn.outcomes import (
+    from modeltriage.learn.outcome_data import read_outcomes_jsonl
+    from modeltriage.learn.outcome_intents import (
         learn_intents,
         learned_config,
         needs_clustering,
         parse_tiers,
-        read_outcomes_jsonl,
         write_intents_dir,
     )
 
@@ -381,7 +381,7 @@ def _learn(args: argparse.Namespace) -> int:
     groups = None
     if needs_clustering(rows, args.group_by):
         from modeltriage.core.encoders import SentenceTransformerEncoder
-        from modeltriage.learn.outcomes import group_names
+        from modeltriage.learn.outcome_intents import group_names
 
         groups = group_names(
             rows,
@@ -411,7 +411,7 @@ def _learn(args: argparse.Namespace) -> int:
 def _learn_plans(
     args: argparse.Namespace, rows: list[OutcomeRow], tiers: list[tuple[str, str]]
 ) -> int:
-    from modeltriage.learn.outcomes import needs_clustering, write_intents_dir
+    from modeltriage.learn.outcome_intents import needs_clustering, write_intents_dir
     from modeltriage.learn.planlearning import learn_plans
 
     encoder = None
@@ -490,15 +490,9 @@ def _tune(args: argparse.Namespace) -> int:
 
     from modeltriage.core.config import ROUTER_CONFIG_FILE
     from modeltriage.learn.datasets import read_intents_jsonl
-    from modeltriage.learn.tuning import (
-        QualityModel,
-        cases_from_routes,
-        format_table,
-        format_threshold,
-        plot,
-        tune,
-        write_thresholds,
-    )
+    from modeltriage.learn.tuning import QualityModel, cases_from_routes, tune
+    from modeltriage.learn.tuning_report import format_table, format_threshold, plot
+    from modeltriage.learn.tuning_save import write_thresholds
     from modeltriage.router import Router, route_all
 
     if sum((args.labelled is not None, args.log, args.outcomes is not None)) != 1:
@@ -527,7 +521,8 @@ def _tune(args: argparse.Namespace) -> int:
         source = "quality is estimated from labels: a request is served well when it reaches "
         source += "a tier at least as strong as its labelled difficulty needs"
     elif args.outcomes is not None:
-        from modeltriage.learn.outcomes import CONFIDENCE_GRID, outcome_cases, read_outcomes_jsonl
+        from modeltriage.learn.outcome_data import read_outcomes_jsonl
+        from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
 
         outcome_rows = read_outcomes_jsonl(args.outcomes)
         names = {m.name for m in config.models}

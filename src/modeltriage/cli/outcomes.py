@@ -1,15 +1,13 @@
-"""`modeltriage eval outcomes`: thin CLI over modeltriage.learn.outcomes.evaluate_outcomes."""
+"""`modeltriage eval outcomes`: thin CLI over
+modeltriage.learn.outcome_files.evaluate_outcome_files."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-from modeltriage.errors import InputError
 
 
 def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -88,62 +86,33 @@ def add_outcomes_parser(eval_sub: Any) -> None:
 
 def run_outcomes(args: argparse.Namespace) -> int:
     from modeltriage.core.encoders import SentenceTransformerEncoder
-    from modeltriage.learn.outcomes import (
-        evaluate_outcomes,
-        format_outcomes,
-        parse_tiers,
-        plot_outcomes,
-        read_outcomes_jsonl,
-    )
+    from modeltriage.learn.outcome_files import evaluate_outcome_files
+    from modeltriage.learn.outcome_report import format_outcomes, plot_outcomes
+    from modeltriage.learn.planlearning import PlansReport, format_plans_report
 
-    tiers = parse_tiers(args.tiers)
-    if args.flagship is not None and args.flagship != tiers[-1][1]:
-        raise InputError(f"--flagship {args.flagship} must be the last of --tiers")
-    train = read_outcomes_jsonl(args.train)
-    if args.test is not None:
-        test = read_outcomes_jsonl(args.test)
-    else:
-        if not 0 < args.held_out < 1:
-            raise InputError("--held-out must be between 0 and 1")
-        order = list(range(len(train)))
-        random.Random(args.seed).shuffle(order)
-        cut = len(order) - round(len(order) * args.held_out)
-        train, test = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
-    if args.plans:
-        from modeltriage.learn.planlearning import evaluate_plans, format_plans_report
-
-        plans_report = evaluate_plans(
-            train,
-            test,
-            tiers,
-            SentenceTransformerEncoder(),
-            floor=args.floor,
-            candidates=args.candidates,
-            good=args.good,
-            long_text=args.long_text,
-            group_by=args.group_by,
-            clusters=args.clusters,
-            seed=args.seed,
-        )
-        print(format_plans_report(plans_report))
-        if args.json is not None:
-            args.json.write_text(json.dumps(asdict(plans_report), indent=2), encoding="utf-8")
-        return 0
-    report = evaluate_outcomes(
-        train,
-        test,
-        tiers,
-        SentenceTransformerEncoder(),
+    report = evaluate_outcome_files(
+        args.train,
+        args.test,
+        args.tiers,
+        SentenceTransformerEncoder,
+        flagship=args.flagship,
+        held_out=args.held_out,
+        seed=args.seed,
         good=args.good,
         long_text=args.long_text,
         group_by=args.group_by,
         clusters=args.clusters,
-        seed=args.seed,
+        plans=args.plans,
+        floor=args.floor,
+        candidates=args.candidates,
     )
-    print(format_outcomes(report))
-    if args.plot is not None:
-        plot_outcomes(report, args.plot)
-        print(f"plot written to {args.plot}")
+    if isinstance(report, PlansReport):
+        print(format_plans_report(report))
+    else:
+        print(format_outcomes(report))
+        if args.plot is not None:
+            plot_outcomes(report, args.plot)
+            print(f"plot written to {args.plot}")
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return 0

@@ -17,10 +17,11 @@ from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import Decision
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent, IntentCascade, IntentSet
+from modeltriage.core.policy import savings
 from modeltriage.errors import InputError
-from modeltriage.learn.outcomes import (
+from modeltriage.learn.outcome_data import OutcomeRow
+from modeltriage.learn.outcome_intents import (
     GroupBy,
-    OutcomeRow,
     group_names,
     intent_name,
     learned_config,
@@ -182,7 +183,7 @@ def score(
         quality=quality / len(rows),
         cost_usd=cost,
         quality_share=quality / top_q if top_q > 0 else 1.0,
-        savings=1 - cost / top_c if top_c > 0 else 0.0,
+        savings=savings(cost, top_c),
         escalated=sum(s.escalated for s in served) / len(rows),
         precision=escalated_wrong / escalations if escalations else None,
         recall=escalated_wrong / wrong if wrong else None,

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from modeltriage.core.policy import savings
 from modeltriage.followup.answers import answers_agree
-from modeltriage.learn.outcomes import OutcomeRow
+from modeltriage.learn.outcome_data import OutcomeRow
 
 PlanKind = Literal["flagship", "single", "cascade"]
 
@@ -114,7 +115,7 @@ class PlanChoice:
 
     @property
     def savings(self) -> float:
-        return 1 - self.cost / self.flagship_cost if self.flagship_cost > 0 else 0.0
+        return savings(self.cost, self.flagship_cost)
 
 
 def group_options(
@@ -159,12 +160,28 @@ def choose_plans(
     top_quality = sum(r.outcomes[flagship].quality for r in rows)
     top_cost = sum(r.outcomes[flagship].cost_usd for r in rows)
     target = floor * top_quality
-
-    best: dict[str, GroupOption] = {g: opts[0] for g, opts in options.items()}  # flagship now
-    best_cost = sum(o.cost for o in best.values())
-    # Prices of quality from "almost free" to "anything for quality", relative to the
-    # flagship's cost per right answer.
+    # Prices of quality are relative to the flagship's cost per right answer.
     unit = top_cost / max(top_quality, 1e-9)
+    best = _cheaper_moves(_lagrangian_sweep(options, target, unit), options, target)
+    return PlanChoice(
+        plans={g: o.plan for g, o in best.items()},
+        quality=sum(o.quality for o in best.values()) / len(rows),
+        cost=sum(o.cost for o in best.values()),
+        flagship_quality=top_quality / len(rows),
+        flagship_cost=top_cost,
+        rows=len(rows),
+    )
+
+
+def _lagrangian_sweep(
+    options: Mapping[str, Sequence[GroupOption]], target: float, unit: float
+) -> dict[str, GroupOption]:
+    """For prices of quality from "almost free" to "anything for quality" (``unit`` x
+    1.25^-40..40), every group takes its best quality-for-cost trade; the cheapest
+    combination reaching ``target`` wins, all-flagship (each group's first option) if
+    none does."""
+    best: dict[str, GroupOption] = {g: opts[0] for g, opts in options.items()}
+    best_cost = sum(o.cost for o in best.values())
     for step in range(-40, 41):
         price = unit * 1.25**step
         pick = {
@@ -175,8 +192,15 @@ def choose_plans(
         cost = sum(o.cost for o in pick.values())
         if quality >= target - 1e-9 and cost < best_cost:
             best, best_cost = pick, cost
-    # The sweep only visits trade-off points; a cheaper option for one group that keeps
-    # the total above the target is taken too, the largest saving first.
+    return best
+
+
+def _cheaper_moves(
+    best: dict[str, GroupOption], options: Mapping[str, Sequence[GroupOption]], target: float
+) -> dict[str, GroupOption]:
+    """The sweep only visits trade-off points; a cheaper option for one group that keeps
+    the total at ``target`` is taken too, the largest saving first, until none is left."""
+    best = dict(best)
     while True:
         quality = sum(o.quality for o in best.values())
         moves = [
@@ -186,16 +210,6 @@ def choose_plans(
             if o.cost < best[g].cost and quality - best[g].quality + o.quality >= target - 1e-9
         ]
         if not moves:
-            break
+            return best
         _, group, option = max(moves, key=lambda m: (m[0], m[1]))
         best[group] = option
-        best_cost = sum(o.cost for o in best.values())
-    quality = sum(o.quality for o in best.values())
-    return PlanChoice(
-        plans={g: o.plan for g, o in best.items()},
-        quality=quality / len(rows),
-        cost=best_cost,
-        flagship_quality=top_quality / len(rows),
-        flagship_cost=top_cost,
-        rows=len(rows),
-    )

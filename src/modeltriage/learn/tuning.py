@@ -1,5 +1,6 @@
-"""Offline threshold tuning: sweep the cascade margin and the no-match floor over routed
-cases, trace cost against quality, and pick the cheapest point above a quality floor.
+"""Offline threshold tuning: sweep the cascade margin and the no-match ``min_similarity``
+over routed cases, trace cost against quality, and pick the cheapest point above a
+quality floor.
 
 Sweeping is pure: cases carry their neighbours (embedded once), and each grid point only
 re-runs the policy. Quality comes from labels or logged feedback; where neither says how
@@ -8,20 +9,21 @@ a different model would have done, it is estimated, and the report says which.
 
 from __future__ import annotations
 
-import random
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 
-from modeltriage.core.config import Aggregation, Difficulty, RouterConfig, load_router_config
+from modeltriage.core.config import Aggregation, Difficulty, RouterConfig
 from modeltriage.core.decision import Neighbour, Verdict
 from modeltriage.core.intents import Intent
-from modeltriage.core.policy import cheapest_in_tier, decide, estimate_tokens, model_cost
-from modeltriage.core.yamlsource import YamlDocument
-from modeltriage.errors import ConfigError, MissingDependencyError
+from modeltriage.core.policy import (
+    cheapest_in_tier,
+    decide,
+    estimate_tokens,
+    flagship_cost_usd,
+    savings,
+)
+from modeltriage.learn.splits import seeded_split
 from modeltriage.log.entries import FeedbackEntry, LogEntry
 
 # The margin is in the aggregation's units: a cosine gap for max and mean_top2, a share
@@ -61,7 +63,7 @@ def default_margins(aggregation: Aggregation) -> tuple[float | None, ...]:
     return VOTE_MARGINS if aggregation == "vote" else SIMILARITY_MARGINS
 
 
-DEFAULT_FLOORS: tuple[float | None, ...] = (
+DEFAULT_MIN_SIMILARITIES: tuple[float | None, ...] = (
     None,
     0.2,
     0.25,
@@ -149,13 +151,13 @@ class QualityModel:
 def with_thresholds(
     config: RouterConfig,
     margin: float | None,
-    floor: float | None,
+    min_similarity: float | None,
     difficulty_confidence: float | None = None,
 ) -> RouterConfig:
     thresholds = config.thresholds.model_copy(
         update={
             "margin": margin,
-            "min_similarity": floor,
+            "min_similarity": min_similarity,
             "difficulty_confidence": difficulty_confidence,
         }
     )
@@ -163,11 +165,13 @@ def with_thresholds(
 
 
 def flagship_cost(config: RouterConfig, case: Case) -> float:
+    """What always-flagship pays for ``case``: the flagship's measured cost where the case
+    has one (labelled outcomes), else the router's estimate."""
     output = config.cost.expected_output_tokens
     spec = cheapest_in_tier(config, config.flagship_tier, case.input_tokens, output)
     if spec.name in case.costs:
         return case.costs[spec.name]
-    return model_cost(spec, case.input_tokens, output)
+    return flagship_cost_usd(config, case.input_tokens)
 
 
 def evaluate_point(
@@ -176,10 +180,11 @@ def evaluate_point(
     intents: Mapping[str, Intent],
     quality: QualityModel,
     margin: float | None,
-    floor: float | None,
+    min_similarity: float | None,
     difficulty_confidence: float | None = None,
 ) -> Point:
-    tuned = with_thresholds(config, margin, floor, difficulty_confidence)
+    """Cost and quality of routing ``cases`` at one setting of the thresholds."""
+    tuned = with_thresholds(config, margin, min_similarity, difficulty_confidence)
     cost = baseline = 0.0
     judged: list[float] = []
     measured = cascaded = 0
@@ -205,9 +210,9 @@ def evaluate_point(
     n = max(1, len(cases))
     return Point(
         margin=margin,
-        min_similarity=floor,
+        min_similarity=min_similarity,
         cost_usd=cost,
-        savings=1 - cost / baseline if baseline > 0 else 0.0,
+        savings=savings(cost, baseline),
         quality=sum(judged) / len(judged) if judged else float("nan"),
         measured_share=measured / max(1, len(judged)),
         tier_share={t: tiers[t] / n for t in config.tiers},
@@ -223,20 +228,21 @@ def sweep(
     intents: Mapping[str, Intent],
     quality: QualityModel,
     margins: Iterable[float | None] | None = None,
-    floors: Iterable[float | None] = DEFAULT_FLOORS,
+    min_similarities: Iterable[float | None] = DEFAULT_MIN_SIMILARITIES,
     confidences: Iterable[float | None] = (None,),
 ) -> list[Point]:
+    """Every grid point: each margin by each ``min_similarity`` by each confidence."""
     if margins is None:
         margins = default_margins(config.scoring.aggregation)
     ceiling = config.thresholds.cascade_margin
     if ceiling is not None:
         # A margin at or above cascade_margin is a config the router refuses.
         margins = [m for m in margins if m is None or m < ceiling]
-    floors, confidences = tuple(floors), tuple(confidences)
+    similarities, confidences = tuple(min_similarities), tuple(confidences)
     return [
-        evaluate_point(cases, config, intents, quality, m, f, c)
+        evaluate_point(cases, config, intents, quality, m, s, c)
         for m in margins
-        for f in floors
+        for s in similarities
         for c in confidences
     ]
 
@@ -277,163 +283,6 @@ def choose(points: Sequence[Point], min_quality: float) -> Point | None:
     return min(eligible, key=lambda p: (-round(p.savings, 9), -p.quality, points.index(p)))
 
 
-def split(cases: Sequence[Case], held_out: float, seed: int) -> tuple[list[Case], list[Case]]:
-    """Shuffle with ``seed`` and hold out a share of the cases for reporting."""
-    order = list(range(len(cases)))
-    random.Random(seed).shuffle(order)
-    cut = len(order) - round(len(order) * held_out)
-    return [cases[i] for i in order[:cut]], [cases[i] for i in order[cut:]]
-
-
-def format_threshold(value: float | None) -> str:
-    return "off" if value is None else f"{value:g}"
-
-
-def format_table(points: Sequence[Point], chosen: Point | None, limit: int = 25) -> str:
-    """The Pareto-efficient points (no other is both cheaper and better), cheapest first."""
-    frontier = pareto(points)
-    lines = [
-        f"{'margin':>7} {'floor':>6} {'d.conf':>6} {'savings':>8} {'quality':>8} "
-        f"{'measured':>9} {'cascade':>8}  tiers"
-    ]
-    for p in frontier[:limit]:
-        mark = "  <- chosen" if p == chosen else ""
-        tiers = " ".join(f"{t} {100 * s:.0f}%" for t, s in p.tier_share.items())
-        lines.append(
-            f"{format_threshold(p.margin):>7} {format_threshold(p.min_similarity):>6} "
-            f"{format_threshold(p.difficulty_confidence):>6} {100 * p.savings:7.1f}% "
-            f"{p.quality:8.3f} {100 * p.measured_share:8.0f}% "
-            f"{100 * p.cascade_rate:7.1f}%  {tiers}{mark}"
-        )
-    return "\n".join(lines)
-
-
-def pareto(points: Sequence[Point]) -> list[Point]:
-    ordered = sorted(points, key=lambda p: (p.cost_usd, -p.quality))
-    frontier: list[Point] = []
-    for p in ordered:
-        if not frontier or p.quality > frontier[-1].quality:
-            frontier.append(p)
-    return frontier
-
-
-def plot(
-    points: Sequence[Point],
-    chosen: Point | None,
-    baseline_quality: float,
-    path: Path,
-    title: str,
-) -> None:
-    """Cost/quality curve as a PNG: every grid point, the frontier, the chosen point."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("matplotlib", "eval") from None
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(
-        [1 - p.savings for p in points],
-        [p.quality for p in points],
-        s=10,
-        color="#bbbbbb",
-        label="grid points",
-    )
-    front = pareto(points)
-    ax.plot(
-        [1 - p.savings for p in front],
-        [p.quality for p in front],
-        color="#1f77b4",
-        marker="o",
-        markersize=3,
-        label="frontier",
-    )
-    ax.scatter([1.0], [baseline_quality], marker="s", color="black", label="always flagship")
-    if chosen is not None:
-        ax.scatter(
-            [1 - chosen.savings],
-            [chosen.quality],
-            s=120,
-            facecolors="none",
-            edgecolors="red",
-            linewidths=2,
-            label=f"chosen: margin {format_threshold(chosen.margin)}, "
-            f"floor {format_threshold(chosen.min_similarity)}",
-        )
-    ax.set_xlabel("cost relative to always-flagship")
-    ax.set_ylabel("quality")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-_VALUE = re.compile(
-    r"^(?P<head>\s*(?P<key>[A-Za-z_]+)\s*:\s*)(?P<value>[^#\n]*?)(?P<tail>\s*(#.*)?)$"
-)
-
-
-def write_thresholds(
-    config_path: Path,
-    margin: float | None,
-    floor: float | None,
-    difficulty_confidence: float | None = None,
-) -> Path:
-    """Set ``thresholds.margin`` and ``thresholds.min_similarity`` in router.yaml in place,
-    keeping comments and layout; the old file is kept beside it. Returns the backup path."""
-    doc = YamlDocument.read(config_path)
-    original = config_path.read_text(encoding="utf-8")
-    lines = original.splitlines(keepends=True)
-    values = {"margin": margin, "min_similarity": floor}
-    thresholds = doc.data.get("thresholds") if isinstance(doc.data, dict) else None
-    # Only mention difficulty_confidence where it matters: set, or already in the file.
-    if difficulty_confidence is not None or (
-        isinstance(thresholds, dict) and "difficulty_confidence" in thresholds
-    ):
-        values["difficulty_confidence"] = difficulty_confidence
-    if not isinstance(thresholds, dict):
-        block = "\nthresholds:\n" + "".join(
-            f"  {k}: {'null' if v is None else v}\n" for k, v in values.items()
-        )
-        updated = original.rstrip("\n") + "\n" + block
-    else:
-        missing = []
-        for key, value in values.items():
-            text = "null" if value is None else f"{value:g}"
-            if key not in thresholds:
-                missing.append(f"  {key}: {text}\n")
-                continue
-            line = doc.line_of(("thresholds", key))
-            match = None if line is None else _VALUE.match(lines[line - 1].rstrip("\n"))
-            if line is None or match is None or match["key"] != key:
-                raise ConfigError(
-                    f"cannot update thresholds.{key} in place; edit it by hand", config_path, line
-                )
-            newline = "\n" if lines[line - 1].endswith("\n") else ""
-            lines[line - 1] = f"{match['head']}{text}{match['tail'] or ''}{newline}"
-        if missing:
-            at = doc.line_of(("thresholds",))
-            assert at is not None
-            lines[at:at] = missing
-        updated = "".join(lines)
-    tmp = config_path.with_name(f".{config_path.name}.tmp")
-    tmp.write_text(updated, encoding="utf-8")
-    try:
-        load_router_config(tmp)  # never leave a config the router would refuse
-    except ConfigError:
-        tmp.unlink()
-        raise
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    backup = config_path.with_name(f"{config_path.name}.bak-{stamp}")
-    backup.write_text(original, encoding="utf-8")
-    tmp.replace(config_path)
-    return backup
-
-
 @dataclass(frozen=True)
 class TuneResult:
     points: list[Point]
@@ -456,7 +305,7 @@ def tune(
     held_out: float = 0.3,
     seed: int = 0,
     margins: Iterable[float | None] | None = None,
-    floors: Iterable[float | None] = DEFAULT_FLOORS,
+    min_similarities: Iterable[float | None] = DEFAULT_MIN_SIMILARITIES,
     confidences: Iterable[float | None] = (None,),
 ) -> TuneResult:
     """Sweep on a seeded split, choose on it, report the choice on the held-out part.
@@ -467,10 +316,10 @@ def tune(
         raise ValueError("floor is a share of the flagship's quality, in (0, 1]")
     if not 0 <= held_out < 1:
         raise ValueError("held_out is a share of the cases, in [0, 1)")
-    fit, test = split(cases, held_out, seed)
+    fit, test = seeded_split(cases, held_out, seed)
     if not fit:
         raise ValueError("no cases to tune on")
-    points = sweep(fit, config, intents, quality, margins, floors, confidences)
+    points = sweep(fit, config, intents, quality, margins, min_similarities, confidences)
     baseline = flagship_quality(fit, config, quality)
     chosen = choose(points, floor * baseline)
     tested = (
