@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router, load_intents
 from modeltriage.core.encoders import SentenceTransformerEncoder
+from modeltriage.errors import LogStoreError, UnknownDecisionError
 from modeltriage.http.app import create_app
-from modeltriage.log.entries import LogStoreError, UnknownDecisionError
-from modeltriage.log.stores import MemoryStore
+from modeltriage.log.memory import MemoryStore
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS
 

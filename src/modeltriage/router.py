@@ -41,7 +41,7 @@ from modeltriage.followup.model_health import Clock, ModelHealth
 if TYPE_CHECKING:
     from modeltriage.followup.answers import Choices, Escalation
     from modeltriage.log.entries import EventEntry, LogEntry
-    from modeltriage.log.stores import LogStore
+    from modeltriage.log.store import LogStore
     from modeltriage.log.writer import DecisionLogger
 
 LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
@@ -76,7 +76,8 @@ def open_logger(intent_set: IntentSet, log: bool | str | LogStore = True) -> Dec
     (a relative SQLite path is relative to the intents directory). A string is a URL; a
     store is used as is.
     """
-    from modeltriage.log.stores import open_store, resolve_url
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import resolve_url
     from modeltriage.log.writer import DecisionLogger
 
     settings = intent_set.config.log

@@ -50,7 +50,8 @@ class FollowUps:
         Raises ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when
         logging is off. Every call adds a row: repeated feedback is kept with its time.
         """
-        from modeltriage.log.entries import FeedbackEntry, LogStoreError
+        from modeltriage.errors import LogStoreError
+        from modeltriage.log.entries import FeedbackEntry
 
         if self._logger is None:
             raise LogStoreError("decision logging is off: set log.url in router.yaml")
@@ -64,7 +65,7 @@ class FollowUps:
         Raises ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when
         logging is off.
         """
-        from modeltriage.log.entries import LogStoreError, UnknownDecisionError
+        from modeltriage.errors import LogStoreError, UnknownDecisionError
 
         if self._logger is None:
             raise LogStoreError(

@@ -302,7 +302,7 @@ def create_app(
 
     @app.exception_handler(ModelTriageError)
     async def library_error(request: Request, exc: ModelTriageError) -> JSONResponse:
-        from modeltriage.log.entries import InvalidEntryError, LogStoreError, UnknownDecisionError
+        from modeltriage.errors import InvalidEntryError, LogStoreError, UnknownDecisionError
 
         status = 500
         if isinstance(exc, UnknownDecisionError):
