@@ -169,18 +169,46 @@ class SQLStore(ABC):
         with self._guard("read the schema version"):
             return self._current_version()
 
-    def write_decisions(self, entries: Sequence[LogEntry]) -> None:
-        if not entries:
-            return
-        columns = ", ".join(ENTRY_COLUMNS)
-        marks = ", ".join([self._param] * len(ENTRY_COLUMNS))
+    def _insert_new(
+        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert ``rows`` in one transaction, skipping any whose ``key`` is stored already."""
+        marks = ", ".join([self._param] * len(columns))
         sql = (
-            f"INSERT INTO decisions ({columns}) VALUES ({marks}) "
-            "ON CONFLICT (decision_id) DO NOTHING"
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({key}) DO NOTHING"
         )
-        rows = [self._encode_entry(entry) for entry in entries]
-        with self._guard(f"write {len(rows)} decisions", write=True):
+        with self._guard(f"write {len(rows)} {table}", write=True):
             self._executemany(sql, rows)
+
+    def _select(
+        self,
+        action: str,
+        table: str,
+        columns: Sequence[str],
+        where: Sequence[tuple[str, Any]] = (),
+        *,
+        order: str = "",
+        limit: int | None = None,
+    ) -> list[Any]:
+        """Rows of ``columns`` from ``table`` that pass every ``where`` test, a column and
+        an operator (``"created_at >="``) with the value to compare to."""
+        sql = f"SELECT {', '.join(columns)} FROM {table}"
+        params = [value for _, value in where]
+        if where:
+            sql += " WHERE " + " AND ".join(f"{test} {self._param}" for test, _ in where)
+        if order:
+            sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {self._param}"
+            params.append(limit)
+        with self._guard(action):
+            return self._execute(sql, params).fetchall()
+
+    def write_decisions(self, entries: Sequence[LogEntry]) -> None:
+        if entries:
+            rows = [self._encode_entry(entry) for entry in entries]
+            self._insert_new("decisions", ENTRY_COLUMNS, "decision_id", rows)
 
     def write_feedback(self, entry: FeedbackEntry) -> None:
         params = (
@@ -199,33 +227,25 @@ class SQLStore(ABC):
         self, *, limit: int | None = None, since: datetime | None = None
     ) -> list[LogEntry]:
         since = check_query(limit, since)
-        sql = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM decisions"
-        params: list[Any] = []
-        if since is not None:
-            sql += f" WHERE created_at >= {self._param}"
-            params.append(self._encode_time(since))
-        sql += " ORDER BY created_at DESC, seq DESC"
-        if limit is not None:
-            sql += f" LIMIT {self._param}"
-            params.append(limit)
-        with self._guard("read decisions"):
-            rows = self._execute(sql, params).fetchall()
+        where = [] if since is None else [("created_at >=", self._encode_time(since))]
+        rows = self._select(
+            "read decisions",
+            "decisions",
+            ENTRY_COLUMNS,
+            where,
+            order="created_at DESC, seq DESC",
+            limit=limit,
+        )
         return [self._decode_entry(row) for row in rows]
 
     def decision(self, decision_id: str) -> LogEntry | None:
-        sql = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM decisions WHERE decision_id = {self._param}"
-        with self._guard("read a decision"):
-            rows = self._execute(sql, (decision_id,)).fetchall()
+        where = [("decision_id =", decision_id)]
+        rows = self._select("read a decision", "decisions", ENTRY_COLUMNS, where)
         return self._decode_entry(rows[0]) if rows else None
 
     def write_events(self, entries: Sequence[EventEntry]) -> None:
         if not entries:
             return
-        marks = ", ".join([self._param] * len(EVENT_COLUMNS))
-        sql = (
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({marks}) "
-            "ON CONFLICT (event_id) DO NOTHING"
-        )
         rows = [
             (
                 e.kind,
@@ -238,27 +258,18 @@ class SQLStore(ABC):
             )
             for e in entries
         ]
-        with self._guard(f"write {len(rows)} events", write=True):
-            self._executemany(sql, rows)
+        self._insert_new("events", EVENT_COLUMNS, "event_id", rows)
 
     def events(
         self, *, decision_id: str | None = None, since: datetime | None = None
     ) -> list[EventEntry]:
         since = check_query(None, since)
-        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
-        where: list[str] = []
-        params: list[Any] = []
+        where: list[tuple[str, Any]] = []
         if decision_id is not None:
-            where.append(f"decision_id = {self._param}")
-            params.append(decision_id)
+            where.append(("decision_id =", decision_id))
         if since is not None:
-            where.append(f"created_at >= {self._param}")
-            params.append(self._encode_time(since))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, seq"
-        with self._guard("read events"):
-            rows = self._execute(sql, params).fetchall()
+            where.append(("created_at >=", self._encode_time(since)))
+        rows = self._select("read events", "events", EVENT_COLUMNS, where, order="created_at, seq")
         return [
             EventEntry(
                 kind=row[0],
@@ -286,20 +297,17 @@ class SQLStore(ABC):
 
     def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
         now = _as_utc(now, "now")
-        sql = f"SELECT model, until FROM model_health WHERE until > {self._param} ORDER BY model"
-        with self._guard("read model health"):
-            rows = self._execute(sql, (self._encode_time(now),)).fetchall()
+        where = [("until >", self._encode_time(now))]
+        rows = self._select(
+            "read model health", "model_health", ("model", "until"), where, order="model"
+        )
         return {row[0]: self._decode_time(row[1]) for row in rows}
 
     def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
-        sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback"
-        params: list[Any] = []
-        if decision_id is not None:
-            sql += f" WHERE decision_id = {self._param}"
-            params.append(decision_id)
-        sql += " ORDER BY created_at, seq"
-        with self._guard("read feedback"):
-            rows = self._execute(sql, params).fetchall()
+        where = [] if decision_id is None else [("decision_id =", decision_id)]
+        rows = self._select(
+            "read feedback", "feedback", FEEDBACK_COLUMNS, where, order="created_at, seq"
+        )
         return [
             FeedbackEntry(
                 decision_id=row[0],
