@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
 from modeltriage.core.encoders import SentenceTransformerEncoder
-from modeltriage.log.entries import LogStoreError, UnknownDecisionError
-from modeltriage.log.stores import MemoryStore
+from modeltriage.errors import LogStoreError, UnknownDecisionError
+from modeltriage.log.memory import MemoryStore
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS, Serve
 

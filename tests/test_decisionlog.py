@@ -24,27 +24,20 @@ from urllib.parse import urlsplit
 import pytest
 
 from modeltriage import Decision, MissingDependencyError, ModelTriageError
-from modeltriage.log.entries import (
-    EventEntry,
-    FeedbackEntry,
-    InvalidEntryError,
-    LogEntry,
-    LogStoreError,
-    UnknownDecisionError,
-)
-from modeltriage.log.stores import (
-    POSTGRES_MIGRATIONS,
-    SQLITE_MIGRATIONS,
-    LogStore,
-    MemoryStore,
-    Migration,
-    PostgresStore,
-    SQLiteStore,
+from modeltriage.core.config import LogSettings
+from modeltriage.errors import InvalidEntryError, LogStoreError, UnknownDecisionError
+from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
+from modeltriage.log.memory import MemoryStore
+from modeltriage.log.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, Migration
+from modeltriage.log.postgres import PostgresStore
+from modeltriage.log.sqlite import SQLiteStore
+from modeltriage.log.store import LogStore, open_store, write_entries
+from modeltriage.log.urls import (
+    LOG_URL_ENV,
+    configured_log_url,
     mask_url,
-    open_store,
     resolve_url,
     sqlite_path,
-    write_entries,
 )
 from modeltriage.log.writer import DecisionLogger, read_spool, write_spool
 
@@ -288,6 +281,50 @@ def test_resolve_url_anchors_relative_sqlite_paths(tmp_path: Path) -> None:
     assert resolve_url("/abs/log.db", tmp_path) == "/abs/log.db"
     assert resolve_url("postgresql://h/db", tmp_path) == "postgresql://h/db"
     assert resolve_url("memory:", tmp_path) == "memory:"
+
+
+@pytest.mark.parametrize(
+    ("explicit", "env", "configured", "expected"),
+    [
+        # Logging off: nothing set anywhere.
+        (None, None, None, None),
+        (None, "", None, None),
+        # router.yaml's log.url, a relative SQLite path anchored at the intents.
+        (None, None, "log.db", "{base}/log.db"),
+        (None, None, "sqlite:log.db", "{base}/log.db"),
+        (None, None, "/abs/log.db", "/abs/log.db"),
+        (None, None, "memory:", "memory:"),
+        # The environment overrides router.yaml, unless it is empty.
+        (None, "env.db", "log.db", "{base}/env.db"),
+        (None, "postgresql://u:pw@h/db", "log.db", "postgresql://u:pw@h/db"),
+        (None, "", "log.db", "{base}/log.db"),
+        # An explicit URL overrides both, even when empty (open_store then refuses it).
+        ("cli.db", "env.db", "log.db", "{base}/cli.db"),
+        ("memory:", "env.db", None, "memory:"),
+        ("", "env.db", "log.db", ""),
+    ],
+)
+def test_configured_log_url_precedence(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    explicit: str | None,
+    env: str | None,
+    configured: str | None,
+    expected: str | None,
+) -> None:
+    if env is None:
+        monkeypatch.delenv(LOG_URL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOG_URL_ENV, env)
+    settings = LogSettings(url=configured)
+    want = None if expected is None else expected.format(base=tmp_path)
+    assert configured_log_url(settings, tmp_path, explicit) == want
+    assert configured_log_url(settings, str(tmp_path), explicit) == want
+
+
+def test_the_log_url_variable_keeps_its_name() -> None:
+    # Deployments set it; renaming it would silently turn their logging off.
+    assert LOG_URL_ENV == "MODELTRIAGE_LOG_URL"
 
 
 def test_sqlite_that_cannot_be_created_names_the_url(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ def test_route_with_budget_and_step(router: Router) -> None:
 
 
 def test_step_is_logged_in_the_metadata(make_intents: Callable[..., Path]) -> None:
-    from modeltriage.log.stores import MemoryStore
+    from modeltriage.log.memory import MemoryStore
 
     store = MemoryStore()
     directory = make_intents(TINY_INTENTS, STEPS_YAML)
@@ -354,7 +354,7 @@ def test_sticky_over_http(sticky: Router, serve: Serve) -> None:
 def test_replicas_sharing_a_log_skip_a_model_either_marked(
     make_intents: Callable[..., Path], clock: FakeClock
 ) -> None:
-    from modeltriage.log.stores import MemoryStore
+    from modeltriage.log.memory import MemoryStore
 
     store = MemoryStore()
     directory = make_intents(
@@ -376,7 +376,7 @@ def test_replicas_sharing_a_log_skip_a_model_either_marked(
 def test_health_stays_local_when_not_shared(
     make_intents: Callable[..., Path], clock: FakeClock
 ) -> None:
-    from modeltriage.log.stores import MemoryStore
+    from modeltriage.log.memory import MemoryStore
 
     store = MemoryStore()
     directory = make_intents(

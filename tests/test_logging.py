@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
+from modeltriage.errors import LogStoreError, UnknownDecisionError
 from modeltriage.http.app import create_app
-from modeltriage.log.entries import LogStoreError, UnknownDecisionError
-from modeltriage.log.stores import MemoryStore, open_store
+from modeltriage.log.memory import MemoryStore
+from modeltriage.log.store import open_store
 
 from .conftest import Serve
 

@@ -192,7 +192,7 @@ def test_escalate_echoes_the_decision_id(client: TestClient) -> None:
 
 def test_escalate_does_not_log_a_second_decision(tiny_dir: Path, serve: Serve) -> None:
     from modeltriage import load_intents
-    from modeltriage.log.stores import MemoryStore
+    from modeltriage.log.memory import MemoryStore
 
     store = MemoryStore()
     router = Router.in_memory(load_intents(tiny_dir), HashingEncoder(), exact_numpy=True, log=store)

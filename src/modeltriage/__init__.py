@@ -19,20 +19,17 @@ from modeltriage.errors import (
     IndexMissingError,
     IndexStateError,
     InputError,
+    InvalidEntryError,
+    LogStoreError,
     MissingDependencyError,
     ModelTriageError,
     StaleIndexError,
-)
-from modeltriage.followup.answers import Answer, Escalation
-from modeltriage.log.entries import (
-    EventEntry,
-    FeedbackEntry,
-    InvalidEntryError,
-    LogEntry,
-    LogStoreError,
     UnknownDecisionError,
 )
-from modeltriage.log.stores import LogStore, MemoryStore
+from modeltriage.followup.answers import Answer, Escalation
+from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
+from modeltriage.log.memory import MemoryStore
+from modeltriage.log.store import LogStore
 from modeltriage.log.writer import DecisionLogger
 from modeltriage.router import Router, build_index
 

@@ -1,4 +1,20 @@
-"""Errors raised by modeltriage. Every one carries a message fit to show a user as is."""
+"""Every error modeltriage raises, in one place. Each carries a message fit to show a user
+as is; catch :class:`ModelTriageError` to handle them all.
+
+The tree::
+
+    ModelTriageError
+    ├── ConfigError               an intent file or router.yaml is invalid (names file:line)
+    ├── IndexStateError           the on-disk index cannot be used
+    │   ├── IndexMissingError     no index built for these intents yet
+    │   └── StaleIndexError       built from other exemplars or another encoder
+    ├── MissingDependencyError    an optional extra is not installed
+    ├── InputError (ValueError)   the request text is unusable (empty, too long)
+    ├── LogStoreError             the decision log cannot be opened, migrated, read or written
+    ├── UnknownDecisionError      a decision id that was never logged
+    └── InvalidEntryError (ValueError)
+                                  a log entry holds a value the log cannot store faithfully
+"""
 
 from __future__ import annotations
 
@@ -50,3 +66,27 @@ class InputError(ModelTriageError, ValueError):
     def __init__(self, message: str, *, too_large: bool = False):
         self.too_large = too_large
         super().__init__(message)
+
+
+class LogStoreError(ModelTriageError):
+    """The decision log cannot be opened, migrated, read or written."""
+
+    def __init__(self, message: str, url: str | None = None):
+        self.url = url
+        self.detail = message
+        super().__init__(message if url is None else f"decision log {url}: {message}")
+
+
+class UnknownDecisionError(ModelTriageError):
+    """Feedback or a lookup names a decision id that was never logged."""
+
+    def __init__(self, decision_id: str):
+        self.decision_id = decision_id
+        super().__init__(
+            f"no logged decision has id {decision_id!r}: only decisions routed with the "
+            "decision log on (and not with log=False) can be looked up or given feedback"
+        )
+
+
+class InvalidEntryError(ModelTriageError, ValueError):
+    """A log or feedback entry holds a value the log cannot store faithfully."""

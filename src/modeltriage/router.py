@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -40,10 +39,9 @@ from modeltriage.followup.failover import Chain, Failovers
 from modeltriage.followup.model_health import Clock, ModelHealth
 from modeltriage.followup.records import DecisionRecords
 from modeltriage.log.entries import EventEntry, LogEntry
-from modeltriage.log.stores import LogStore, open_store, resolve_url
+from modeltriage.log.store import LogStore, open_store
+from modeltriage.log.urls import configured_log_url
 from modeltriage.log.writer import DecisionLogger
-
-LOG_URL_ENV = "MODELTRIAGE_LOG_URL"
 
 
 def encoder_for(intent_set: IntentSet) -> SentenceTransformerEncoder:
@@ -79,10 +77,10 @@ def open_logger(intent_set: IntentSet, log: bool | str | LogStore = True) -> Dec
     if log is False:
         return None
     if isinstance(log, str) or log is True:
-        url = log if isinstance(log, str) else os.environ.get(LOG_URL_ENV) or settings.url
+        url = configured_log_url(settings, base, log if isinstance(log, str) else None)
         if url is None:
             return None
-        store = open_store(resolve_url(url, base))
+        store = open_store(url)
     else:
         store = log
     return DecisionLogger(

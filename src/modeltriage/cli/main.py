@@ -281,8 +281,8 @@ def _escalation_rate(args: argparse.Namespace) -> float:
         return rate
     from modeltriage.core.intents import load_intents
     from modeltriage.log.report import summarise
-    from modeltriage.log.stores import open_store, resolve_url
-    from modeltriage.router import LOG_URL_ENV
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import LOG_URL_ENV, resolve_url
 
     intent_set = load_intents(args.intents)
     url = os.environ.get(LOG_URL_ENV) or intent_set.config.log.url
@@ -323,8 +323,8 @@ def _parse_since(value: str | None) -> datetime | None:
 def _logs(args: argparse.Namespace) -> int:
     from modeltriage.core.intents import load_intents
     from modeltriage.log.report import format_recent, format_summary, summarise
-    from modeltriage.log.stores import open_store, resolve_url
-    from modeltriage.router import LOG_URL_ENV
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import LOG_URL_ENV, resolve_url
 
     intent_set = load_intents(args.intents)
     url = args.url or os.environ.get(LOG_URL_ENV) or intent_set.config.log.url
@@ -454,8 +454,9 @@ def _learn_plans(
 
 def _log_cases(args: argparse.Namespace, router: Router) -> tuple[list[Case], QualityModel, str]:
     from modeltriage.learn.tuning import cases_from_log
-    from modeltriage.log.stores import open_store, resolve_url
-    from modeltriage.router import LOG_URL_ENV, route_all
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import LOG_URL_ENV, resolve_url
+    from modeltriage.router import route_all
 
     url = args.url or os.environ.get(LOG_URL_ENV) or router.config.log.url
     if url is None:

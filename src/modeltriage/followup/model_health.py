@@ -23,7 +23,7 @@ _log = logging.getLogger(__name__)
 
 
 class HealthStore(Protocol):
-    """The part of a log store that shares health marks (see :class:`.logstore.LogStore`)."""
+    """The part of a log store that shares health marks (see :class:`modeltriage.log.store.LogStore`)."""
 
     url: str
 

@@ -3,13 +3,8 @@
 
 from __future__ import annotations
 
-from modeltriage.log.entries import (
-    EventEntry,
-    FeedbackEntry,
-    LogEntry,
-    LogStoreError,
-    UnknownDecisionError,
-)
+from modeltriage.errors import LogStoreError, UnknownDecisionError
+from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 from modeltriage.log.writer import DecisionLogger
 
 

@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from modeltriage import __version__
-from modeltriage.errors import InputError, MissingDependencyError, ModelTriageError
-from modeltriage.log.entries import (
+from modeltriage.errors import (
+    InputError,
     InvalidEntryError,
     LogStoreError,
+    MissingDependencyError,
+    ModelTriageError,
     UnknownDecisionError,
 )
 from modeltriage.router import Router

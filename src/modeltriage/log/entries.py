@@ -1,5 +1,5 @@
 """What the decision log keeps: decisions, feedback and events, validated so that what
-is written comes back as it was. No I/O here (see :mod:`.logstore`, :mod:`.decisionlog`).
+is written comes back as it was. No I/O here (see :mod:`.store`, :mod:`.writer`).
 """
 
 from __future__ import annotations
@@ -11,49 +11,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from modeltriage.core.decision import Decision
-from modeltriage.errors import ModelTriageError
-
-if TYPE_CHECKING:
-    pass
-
+from modeltriage.errors import InvalidEntryError
 
 MetadataValue = str | int | float | bool | None
 Metadata = Mapping[str, MetadataValue]
 
 MAX_SOURCE_LENGTH = 64
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class LogStoreError(ModelTriageError):
-    """The decision log cannot be opened, migrated, read or written."""
-
-    def __init__(self, message: str, url: str | None = None):
-        self.url = url
-        self.detail = message
-        super().__init__(message if url is None else f"decision log {url}: {message}")
-
-
-class UnknownDecisionError(ModelTriageError):
-    """Feedback or a lookup names a decision id that was never logged."""
-
-    def __init__(self, decision_id: str):
-        self.decision_id = decision_id
-        super().__init__(
-            f"no logged decision has id {decision_id!r}: only decisions routed with the "
-            "decision log on (and not with log=False) can be looked up or given feedback"
-        )
-
-
-class InvalidEntryError(ModelTriageError, ValueError):
-    """A log or feedback entry holds a value the log cannot store faithfully."""
-
-
-# --------------------------------------------------------------------------- entries
 
 
 def _utcnow() -> datetime:
@@ -64,6 +30,13 @@ def _as_utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidEntryError(f"{what} must be timezone-aware, got naive {value.isoformat()}")
     return value.astimezone(timezone.utc)
+
+
+def check_query(limit: int | None, since: datetime | None) -> datetime | None:
+    """A store query's ``since`` in UTC, after refusing a negative ``limit`` or a naive time."""
+    if limit is not None and limit < 0:
+        raise InvalidEntryError(f"limit must not be negative, got {limit}")
+    return None if since is None else _as_utc(since, "since")
 
 
 def text_sha256(text: str) -> str:

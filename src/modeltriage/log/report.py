@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from modeltriage.core.config import RouterConfig
-from modeltriage.core.policy import cheapest_in_tier, estimate_tokens, model_cost
+from modeltriage.core.policy import estimate_tokens, flagship_cost_usd, savings
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 
 
@@ -62,7 +62,6 @@ def summarise(
     events: Sequence[EventEntry] = (),
 ) -> LogSummary:
     n = len(entries)
-    output = config.cost.expected_output_tokens
     spend = sum(e.estimated_cost_usd for e in entries)
     compared_spend = flagship = 0.0
     counted = 0
@@ -70,11 +69,10 @@ def summarise(
         tokens = _input_tokens(e, config)
         if tokens is None:
             continue
-        spec = cheapest_in_tier(config, config.flagship_tier, tokens, output)
-        flagship += model_cost(spec, tokens, output)
+        flagship += flagship_cost_usd(config, tokens)
         compared_spend += e.estimated_cost_usd
         counted += 1
-    compared = 1 - compared_spend / flagship if flagship > 0 else 0.0
+    compared = savings(compared_spend, flagship)
 
     ids = {e.decision_id: e for e in entries}
     quality: defaultdict[str, list[float]] = defaultdict(list)

@@ -1,11 +1,10 @@
-"""The decision log: every routed request is recorded, quality feedback is attached later,
-and tuning reads both back.
+"""The decision log's writer: every routed request is recorded off the request path,
+and what cannot be written is spooled to a file.
 
-Three stores share one contract (:class:`LogStore`, in :mod:`.logstore`): SQLite for a
-single host, PostgreSQL for a fleet, and an in-memory fake for tests; :func:`open_store`
-picks one from a URL. :class:`DecisionLogger` (here) puts a bounded queue and a writer
-thread in front of a store so logging never slows routing down, and spools what it cannot
-write. The entries are in :mod:`.logentries`; this module re-exports the names callers use.
+:class:`DecisionLogger` puts a bounded queue and a writer thread in front of a store
+(:class:`~modeltriage.log.store.LogStore`, see :func:`~modeltriage.log.store.open_store`)
+so logging never slows routing down; :func:`write_spool` and :func:`read_spool` keep what
+it cannot write, to be replayed with :func:`~modeltriage.log.store.write_entries`.
 """
 
 from __future__ import annotations
@@ -19,79 +18,13 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from modeltriage.core.decision import Decision
-from modeltriage.errors import ModelTriageError
-
-if TYPE_CHECKING:
-    pass
-
-
-from modeltriage.log.entries import (
-    EVENT_KINDS,
-    MAX_SOURCE_LENGTH,
-    Entry,
-    EventEntry,
-    EventKind,
-    FeedbackEntry,
-    InvalidEntryError,
-    LogEntry,
-    LogStoreError,
-    Metadata,
-    MetadataValue,
-    UnknownDecisionError,
-    text_sha256,
-)
-from modeltriage.log.stores import (
-    MEMORY_URL,
-    POSTGRES_MIGRATIONS,
-    SQLITE_MIGRATIONS,
-    LogStore,
-    MemoryStore,
-    Migration,
-    PostgresStore,
-    SQLiteStore,
-    mask_url,
-    open_store,
-    resolve_url,
-    sqlite_path,
-    write_entries,
-)
+from modeltriage.errors import LogStoreError, ModelTriageError, UnknownDecisionError
+from modeltriage.log.entries import Entry, EventEntry, FeedbackEntry, LogEntry, Metadata
+from modeltriage.log.store import LogStore, write_entries
 
 _log = logging.getLogger(__name__)
-
-__all__ = [
-    "EVENT_KINDS",
-    "MAX_SOURCE_LENGTH",
-    "MEMORY_URL",
-    "POSTGRES_MIGRATIONS",
-    "SQLITE_MIGRATIONS",
-    "DecisionLogger",
-    "Entry",
-    "EventEntry",
-    "EventKind",
-    "FeedbackEntry",
-    "InvalidEntryError",
-    "LogEntry",
-    "LogStore",
-    "LogStoreError",
-    "MemoryStore",
-    "Metadata",
-    "MetadataValue",
-    "Migration",
-    "PostgresStore",
-    "SQLiteStore",
-    "UnknownDecisionError",
-    "mask_url",
-    "open_store",
-    "read_spool",
-    "resolve_url",
-    "sqlite_path",
-    "text_sha256",
-    "write_entries",
-    "write_spool",
-]
 
 # --------------------------------------------------------------------------- spool
 

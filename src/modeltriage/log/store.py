@@ -1,0 +1,93 @@
+"""The decision log's store contract (:class:`LogStore`), and :func:`open_store`, which
+picks the store a URL names: SQLite for a single host, PostgreSQL for a fleet, memory for
+tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from modeltriage.errors import LogStoreError
+from modeltriage.log.entries import Entry, EventEntry, FeedbackEntry, LogEntry
+from modeltriage.log.memory import MemoryStore
+from modeltriage.log.postgres import PostgresStore
+from modeltriage.log.sqlite import SQLiteStore
+from modeltriage.log.urls import MEMORY_URL, is_postgres_url, mask_url, sqlite_path
+
+
+class LogStore(Protocol):
+    """Where decisions and feedback are kept. Implementations are thread-safe."""
+
+    url: str
+    """Where the store lives, password masked."""
+
+    def write_decisions(self, entries: Sequence[LogEntry]) -> None:
+        """Write all entries in one transaction; an id already logged is skipped."""
+
+    def write_feedback(self, entry: FeedbackEntry) -> None:
+        """Append feedback; raises UnknownDecisionError when the decision was never logged."""
+
+    def decisions(
+        self, *, limit: int | None = None, since: datetime | None = None
+    ) -> list[LogEntry]:
+        """Logged decisions created at or after ``since``, newest first."""
+        ...
+
+    def feedback(self, decision_id: str | None = None) -> list[FeedbackEntry]:
+        """Feedback (for one decision, or all), oldest first."""
+        ...
+
+    def decision(self, decision_id: str) -> LogEntry | None:
+        """One logged decision, or None when the id was never logged."""
+        ...
+
+    def write_events(self, entries: Sequence[EventEntry]) -> None:
+        """Append events in one transaction (an event's decision need not be logged); an
+        ``event_id`` already stored is skipped."""
+
+    def events(
+        self, *, decision_id: str | None = None, since: datetime | None = None
+    ) -> list[EventEntry]:
+        """Events (for one decision, or all) created at or after ``since``, oldest first."""
+        ...
+
+    def mark_unhealthy(self, model: str, until: datetime) -> None:
+        """Record that ``model`` is unhealthy until ``until`` (a later mark replaces it),
+        for every router sharing this store."""
+
+    def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
+        """Models marked unhealthy past ``now``, with the end of their cooldown."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> LogStore:
+    """Open (creating and migrating as needed) the store ``url`` names.
+
+    ``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a plain path: SQLite.
+    ``postgresql://...`` or ``postgres://...``: PostgreSQL (needs ``modeltriage[postgres]``).
+    ``memory:``: a fresh in-memory store, gone when the process ends.
+    """
+    url = url.strip()
+    if url == MEMORY_URL:
+        return MemoryStore()
+    if is_postgres_url(url):
+        return PostgresStore(url)
+    path = sqlite_path(url)
+    if path is None:
+        raise LogStoreError(
+            "unsupported log URL; use a file path, sqlite:///path.db, postgresql://... or memory:",
+            mask_url(url),
+        )
+    return SQLiteStore(path)
+
+
+def write_entries(store: LogStore, entries: Sequence[Entry]) -> None:
+    """Write decisions, then events; repeating it after a failure writes nothing twice
+    (decision and event ids are unique)."""
+    store.write_decisions([e for e in entries if isinstance(e, LogEntry)])
+    store.write_events([e for e in entries if isinstance(e, EventEntry)])
