@@ -19,6 +19,7 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeltriage.core.config import RouterConfig
+from modeltriage.core.costs import cheapest_in_tier
 from modeltriage.core.escalation_settings import (
     DEFAULT_CHOICE_LABELS,
     LENGTH_FINISH_REASONS,
@@ -26,7 +27,6 @@ from modeltriage.core.escalation_settings import (
     EscalationSettings,
     Signal,
 )
-from modeltriage.core.policy import cheapest_in_tier
 from modeltriage.errors import InputError
 
 Choices = Sequence[str] | Mapping[str, str]

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import Decision
+from modeltriage.core.failover import Failover, next_model
 from modeltriage.core.inputs import check_answer_size, check_text
-from modeltriage.core.policy import Failover, next_model
 from modeltriage.errors import InputError
 from modeltriage.followup.model_health import ModelHealth
 

@@ -27,9 +27,9 @@ from modeltriage.core.config import (
     RouterConfig,
     Scoring,
 )
+from modeltriage.core.costs import estimate_tokens
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent, IntentSet
-from modeltriage.core.policy import estimate_tokens
 from modeltriage.errors import ConfigError, InputError, MissingDependencyError
 from modeltriage.learn.tuning import Case, Point, QualityModel, format_threshold, sweep
 from modeltriage.router import Router

@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from modeltriage.core.config import Aggregation, Difficulty, RouterConfig, load_router_config
+from modeltriage.core.costs import cheapest_in_tier, estimate_tokens, model_cost
 from modeltriage.core.decision import Neighbour, Verdict
 from modeltriage.core.intents import Intent
-from modeltriage.core.policy import cheapest_in_tier, decide, estimate_tokens, model_cost
+from modeltriage.core.policy import decide
 from modeltriage.core.yamlsource import YamlDocument
 from modeltriage.errors import ConfigError, MissingDependencyError
 from modeltriage.log.entries import FeedbackEntry, LogEntry

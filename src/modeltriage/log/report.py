@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from modeltriage.core.config import RouterConfig
-from modeltriage.core.policy import cheapest_in_tier, estimate_tokens, model_cost
+from modeltriage.core.costs import cheapest_in_tier, estimate_tokens, model_cost
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 
 
