@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from modeltriage import ConfigError, load_intents
+from modeltriage.core.config import Aggregation, ModelSpec, RouterConfig, Scoring
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS
 
 GOOD = TINY_INTENTS["hours.yaml"]
+PRICES = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0}
 
 
 def error_of(directory: Path) -> ConfigError:
@@ -208,3 +210,21 @@ def test_shipped_intents_are_a_realistic_set() -> None:
     assert {i.difficulty for i in loaded.intents} == {"easy", "moderate", "hard"}
     assert any(i.model is not None for i in loaded.intents), "a specialised model is shown"
     assert len(loaded.config.tiers) >= 3
+
+
+def test_code_defaults_are_the_shipped_scoring_and_margin() -> None:
+    shipped = load_intents(SHIPPED_INTENTS).config
+    default = RouterConfig(tiers=["t"], models=[ModelSpec(name="m", tier="t", **PRICES)])
+    assert (default.thresholds.margin, default.scoring.top_k, default.scoring.aggregation) == (
+        shipped.thresholds.margin,
+        shipped.scoring.top_k,
+        shipped.scoring.aggregation,
+    )
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "unit"),
+    [("vote", "vote_share"), ("max", "cosine_gap"), ("mean_top2", "cosine_gap")],
+)
+def test_margin_unit_follows_the_aggregation(aggregation: Aggregation, unit: str) -> None:
+    assert Scoring(aggregation=aggregation).margin_unit == unit

@@ -226,7 +226,7 @@ def test_conversation_text(messages: list[Message], expected: str | None) -> Non
         (EASY, "small", ("small-a", "confident", ["small-b", "mid-a", "big-a"])),
         # never lowers a stronger choice
         (HARD, "mid", ("big-a", "confident", [])),
-        # a specialised model on the floor's tier stays
+        # a specialised model at min_tier stays
         (
             [n("code", 0.8), n("hours", 0.6)],
             "mid",

@@ -163,7 +163,7 @@ def test_difficulty_confidence_in_decide() -> None:
             {},
             ("hours", "easy", "flagship", "big-a", "low_margin", True),
         ),
-        # below the floor -> no match, no intent
+        # below min_similarity -> no match, no intent
         (
             [n("hours", 0.15), n("refund", 0.1)],
             {},

@@ -103,10 +103,13 @@ class Thresholds(Strict):
     def _cascade_above_margin(self) -> Thresholds:
         margin, cascade = self.margin, self.cascade_margin
         if margin is not None and cascade is not None and cascade <= margin:
+            # Since the default margin is a share of the vote, a cosine-gap cascade_margin
+            # set alone can fall under it: say where the margin came from.
+            default = "" if "margin" in self.model_fields_set else ", the default"
             raise ValueError(
-                f"cascade_margin ({cascade}) must be above margin ({margin}): below margin "
-                "goes straight to the flagship, from margin to cascade_margin tries the "
-                "routed model first"
+                f"cascade_margin ({cascade}) must be above margin ({margin}{default}): "
+                "below margin goes straight to the flagship, from margin to cascade_margin "
+                "tries the routed model first"
             )
         return self
 
