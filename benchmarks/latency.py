@@ -450,7 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_main(args.serve_internal, args.intents)
 
     from modeltriage import SentenceTransformerEncoder
-    from modeltriage.core.policy import decide, estimate_tokens
+    from modeltriage.core.costs import estimate_tokens
+    from modeltriage.core.policy import decide
 
     report: dict[str, Any] = {"machine": machine_info(), "data": CLINC_CITATION}
     t_start = time.perf_counter()

@@ -29,6 +29,7 @@ models:
 thresholds:
   margin: 0.02
   min_similarity: 0.2
+scoring: {top_k: 10, aggregation: max}  # margins above are cosine gaps
 """
 
 TINY_INTENTS = {

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from modeltriage import ConfigError, load_intents
+from modeltriage.core.config import Aggregation, ModelSpec, RouterConfig, Scoring
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS, TINY_INTENTS
 
 GOOD = TINY_INTENTS["hours.yaml"]
+PRICES = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0}
 
 
 def error_of(directory: Path) -> ConfigError:
@@ -121,19 +123,42 @@ def test_bad_intent_files_name_file_and_line(
     assert str(err).startswith(f"{err.path}:{line}: ")
 
 
+# The line just after ROUTER_YAML, where the cases below append a key.
+APPENDED = ROUTER_YAML.count("\n") + 1
+
+
 @pytest.mark.parametrize(
     ("router_yaml", "line", "fragment"),
     [
         (ROUTER_YAML.replace("tier: mid,", "tier: medium,", 1), 5, "unknown tier 'medium'"),
-        (ROUTER_YAML + "thresholds_typo: 1\n", 11, "unknown key"),
+        (ROUTER_YAML + "thresholds_typo: 1\n", APPENDED, "unknown key"),
         (ROUTER_YAML.replace("margin: 0.02", "margin: -1"), 9, "thresholds.margin"),
         (
             ROUTER_YAML.replace("min_similarity: 0.2", "min_similarity: high"),
             10,
             "thresholds.min_similarity",
         ),
-        (ROUTER_YAML + "no_match: {tier: huge}\n", 11, "unknown tier 'huge'"),
-        (ROUTER_YAML + "fallbacks:\n  small-a: [small-b, nope]\n", 12, "unknown model 'nope'"),
+        (ROUTER_YAML + "no_match: {tier: huge}\n", APPENDED, "unknown tier 'huge'"),
+        (
+            ROUTER_YAML + "fallbacks:\n  small-a: [small-b, nope]\n",
+            APPENDED + 1,
+            "unknown model 'nope'",
+        ),
+        # a margin out of range for its unit: a cosine gap (max) is 0..2 ...
+        (
+            ROUTER_YAML.replace("margin: 0.02", "margin: 2.5"),
+            9,
+            "with aggregation max a margin is a gap between two cosine similarities",
+        ),
+        # ... a share of the vote 0..1, for cascade_margin too
+        (
+            ROUTER_YAML.replace("margin: 0.02", "margin: 0.5\n  cascade_margin: 1.5").replace(
+                "aggregation: max", "aggregation: vote"
+            ),
+            10,
+            "thresholds.cascade_margin 1.5 is out of range: with aggregation vote a margin "
+            "is a share of the vote (vote_share), from 0 to 1",
+        ),
         (
             ROUTER_YAML.replace(
                 "tiers: [small, mid, flagship]", "tiers: [small, mid, flagship, ultra]"
@@ -185,3 +210,21 @@ def test_shipped_intents_are_a_realistic_set() -> None:
     assert {i.difficulty for i in loaded.intents} == {"easy", "moderate", "hard"}
     assert any(i.model is not None for i in loaded.intents), "a specialised model is shown"
     assert len(loaded.config.tiers) >= 3
+
+
+def test_code_defaults_are_the_shipped_scoring_and_margin() -> None:
+    shipped = load_intents(SHIPPED_INTENTS).config
+    default = RouterConfig(tiers=["t"], models=[ModelSpec(name="m", tier="t", **PRICES)])
+    assert (default.thresholds.margin, default.scoring.top_k, default.scoring.aggregation) == (
+        shipped.thresholds.margin,
+        shipped.scoring.top_k,
+        shipped.scoring.aggregation,
+    )
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "unit"),
+    [("vote", "vote_share"), ("max", "cosine_gap"), ("mean_top2", "cosine_gap")],
+)
+def test_margin_unit_follows_the_aggregation(aggregation: Aggregation, unit: str) -> None:
+    assert Scoring(aggregation=aggregation).margin_unit == unit

@@ -6,8 +6,11 @@ import pytest
 import yaml
 
 from modeltriage.core.config import RouterConfig
+from modeltriage.core.constraints import Constraints, substitutes
+from modeltriage.core.conversation import conversation_text
 from modeltriage.core.decision import Message, Neighbour
-from modeltriage.core.policy import Constraints, conversation_text, decide, next_model, substitutes
+from modeltriage.core.failover import next_model
+from modeltriage.core.policy import decide
 
 from .conftest import ROUTER_YAML
 from .test_policy import INTENTS, n
@@ -223,7 +226,7 @@ def test_conversation_text(messages: list[Message], expected: str | None) -> Non
         (EASY, "small", ("small-a", "confident", ["small-b", "mid-a", "big-a"])),
         # never lowers a stronger choice
         (HARD, "mid", ("big-a", "confident", [])),
-        # a specialised model on the floor's tier stays
+        # a specialised model at min_tier stays
         (
             [n("code", 0.8), n("hours", 0.6)],
             "mid",

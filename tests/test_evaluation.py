@@ -19,9 +19,9 @@ import yaml
 from modeltriage import HashingEncoder, Router, SentenceTransformerEncoder
 from modeltriage.cli.eval import AGGREGATIONS, add_eval_parser, run_eval, run_eval_intents
 from modeltriage.core.config import Aggregation, RouterConfig
+from modeltriage.core.costs import flagship_cost_usd
 from modeltriage.core.decision import Verdict
 from modeltriage.core.encoders import Vectors
-from modeltriage.core.policy import flagship_cost_usd
 from modeltriage.errors import ConfigError, InputError, ModelTriageError
 from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled, read_intents_jsonl
 from modeltriage.learn.evaluation import (

@@ -140,13 +140,14 @@ def test_step_is_logged_in_the_metadata(make_intents: Callable[..., Path]) -> No
     router.close()
 
 
+# line: of the error within ``steps``, which is appended after ROUTER_YAML's lines.
 @pytest.mark.parametrize(
     ("steps", "line", "fragment"),
     [
-        ("steps:\n  rewrite: {tier: tiny}\n", 12, "unknown tier 'tiny'"),
-        ("steps:\n  synthesis:\n    intent: legal\n", 13, "unknown intent 'legal'"),
-        ("steps:\n  rewrite: {tier: small, intent: hours}\n", 12, "exactly one of tier or intent"),
-        ("steps:\n  rewrite: {model: small-a}\n", 12, "unknown key"),
+        ("steps:\n  rewrite: {tier: tiny}\n", 2, "unknown tier 'tiny'"),
+        ("steps:\n  synthesis:\n    intent: legal\n", 3, "unknown intent 'legal'"),
+        ("steps:\n  rewrite: {tier: small, intent: hours}\n", 2, "exactly one of tier or intent"),
+        ("steps:\n  rewrite: {model: small-a}\n", 2, "unknown key"),
     ],
 )
 def test_bad_steps_are_file_line_errors(
@@ -155,7 +156,8 @@ def test_bad_steps_are_file_line_errors(
     directory = make_intents(TINY_INTENTS, ROUTER_YAML + steps)
     with pytest.raises(ConfigError, match=fragment) as info:
         load_intents(directory)
-    assert (info.value.path, info.value.line) == (directory / "router.yaml", line)
+    where = (directory / "router.yaml", ROUTER_YAML.count("\n") + line)
+    assert (info.value.path, info.value.line) == where
 
 
 # --- service ----------------------------------------------------------------------------

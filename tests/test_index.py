@@ -150,7 +150,9 @@ def test_another_long_text_view_makes_the_index_stale(
     build_index(tiny_dir, encoder=fake_encoder)
     router_yaml = tiny_dir / "router.yaml"
     router_yaml.write_text(
-        router_yaml.read_text() + "scoring:\n  long_text: tail\n  window_chars: 60\n"
+        router_yaml.read_text().replace(
+            "scoring: {", "scoring: {long_text: tail, window_chars: 60, "
+        )
     )
     with pytest.raises(StaleIndexError, match=r"'head' part of long texts.*'tail:60'"):
         Router.load(tiny_dir, encoder=fake_encoder)

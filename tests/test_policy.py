@@ -6,16 +6,11 @@ import pytest
 import yaml
 
 from modeltriage.core.config import RouterConfig
+from modeltriage.core.costs import cheapest_in_tier, estimate_tokens, fallback_chain
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.intents import Intent
-from modeltriage.core.policy import (
-    cheapest_in_tier,
-    decide,
-    estimate_tokens,
-    fallback_chain,
-    score_intents,
-    vote_difficulty,
-)
+from modeltriage.core.policy import decide
+from modeltriage.core.scoring import score_intents, vote_difficulty
 
 from .conftest import ROUTER_YAML
 
@@ -168,7 +163,7 @@ def test_difficulty_confidence_in_decide() -> None:
             {},
             ("hours", "easy", "flagship", "big-a", "low_margin", True),
         ),
-        # below the floor -> no match, no intent
+        # below min_similarity -> no match, no intent
         (
             [n("hours", 0.15), n("refund", 0.1)],
             {},
@@ -389,7 +384,7 @@ def test_cascade_plan(
 
 
 def test_cascade_plan_respects_health_and_budget() -> None:
-    from modeltriage.core.policy import Constraints
+    from modeltriage.core.constraints import Constraints
 
     config = with_thresholds(cascade_margin=0.1)
     close = [n("hours", 0.85), n("refund", 0.80)]
@@ -425,7 +420,7 @@ def test_cascade_margin_must_be_above_margin() -> None:
 def test_harder_difficulty(
     difficulties: list[str], current: str, share: float, expected: str | None
 ) -> None:
-    from modeltriage.core.policy import harder_difficulty
+    from modeltriage.core.cascade import harder_difficulty
 
     neighbours = [n("hours", 0.9, d) for d in difficulties]
     assert harder_difficulty(neighbours, current, share) == expected  # type: ignore[arg-type]
@@ -460,7 +455,7 @@ def test_an_intent_plan_names_its_second_opinion_and_escalation() -> None:
     close = decide([n("hours", 0.80), n("refund", 0.79)], CONFIG, planned, 20)
     assert (close.reason, close.cascade) == ("low_margin", None)
     # without escalate_to: the flagship; an unhealthy second opinion is dropped
-    from modeltriage.core.policy import Constraints
+    from modeltriage.core.constraints import Constraints
 
     default = {
         **INTENTS,

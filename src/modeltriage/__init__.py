@@ -10,10 +10,10 @@ from importlib.metadata import PackageNotFoundError, version
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import CascadePlan, Decision, Message, Neighbour
 from modeltriage.core.encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
+from modeltriage.core.failover import Failover
 from modeltriage.core.index import Manifest
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.options import RouteOptions
-from modeltriage.core.policy import Failover
 from modeltriage.errors import (
     ConfigError,
     IndexMissingError,

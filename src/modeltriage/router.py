@@ -9,8 +9,12 @@ from pathlib import Path
 from types import TracebackType
 
 from modeltriage.core.config import RouterConfig
+from modeltriage.core.constraints import Constraints
+from modeltriage.core.conversation import conversation_text
+from modeltriage.core.costs import estimate_tokens
 from modeltriage.core.decision import Decision, Message
 from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
+from modeltriage.core.failover import Failover
 from modeltriage.core.index import (
     FaissIndex,
     LoadedIndex,
@@ -24,13 +28,7 @@ from modeltriage.core.index import (
 from modeltriage.core.inputs import check_text
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.options import NO_OPTIONS, RouteOptions
-from modeltriage.core.policy import (
-    Constraints,
-    Failover,
-    conversation_text,
-    decide,
-    estimate_tokens,
-)
+from modeltriage.core.policy import decide
 from modeltriage.errors import IndexStateError, InputError
 from modeltriage.followup.answers import Answer, Escalation
 from modeltriage.followup.conversations import StickyConversations

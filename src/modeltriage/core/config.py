@@ -29,6 +29,16 @@ Difficulty = Literal["easy", "moderate", "hard"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "moderate", "hard")
 Aggregation = Literal["max", "mean_top2", "vote"]
 
+# A margin (best minus runner-up intent score) is in the unit of the scores: under `vote`
+# a share of the vote, under `max` and `mean_top2` a difference of two cosine
+# similarities. One router.yaml key, `margin`, serves both (the shipped file and `tune
+# --write` use it); each unit has its own name and range, checked on load.
+MarginUnit = Literal["vote_share", "cosine_gap"]
+MARGIN_UNITS: dict[MarginUnit, tuple[str, float, float]] = {
+    "vote_share": ("a share of the vote", 0.0, 1.0),
+    "cosine_gap": ("a gap between two cosine similarities", 0.0, 2.0),
+}
+
 ROUTER_CONFIG_FILE = "router.yaml"
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -55,7 +65,11 @@ class Thresholds(Strict):
     """Cascade thresholds. ``None`` disables a check; it is never read by truthiness."""
 
     margin: float | None = Field(
-        default=0.05, ge=0, description="cascade to the flagship when best - runner-up < margin"
+        default=0.2,
+        ge=0,
+        description="straight to the flagship when best - runner-up intent score < margin; "
+        "in the aggregation's margin unit (Scoring.margin_unit): a share of the vote with "
+        "vote (the default, 0..1), a cosine gap with max or mean_top2 (0..2)",
     )
     min_similarity: float | None = Field(
         default=0.40, ge=-1, le=1, description="below this top similarity nothing matches"
@@ -70,7 +84,8 @@ class Thresholds(Strict):
     cascade_margin: float | None = Field(
         default=None,
         ge=0,
-        description="a match whose margin is at least `margin` but below this is only "
+        description="in the same unit as `margin`: "
+        "a match whose margin is at least `margin` but below this is only "
         "moderately sure: the routed model answers first and the decision carries a "
         "cascade plan naming the flagship to escalate to when the answer fails the "
         "check (POST /escalate); null: no cascade plans on margin",
@@ -88,17 +103,24 @@ class Thresholds(Strict):
     def _cascade_above_margin(self) -> Thresholds:
         margin, cascade = self.margin, self.cascade_margin
         if margin is not None and cascade is not None and cascade <= margin:
+            # Since the default margin is a share of the vote, a cosine-gap cascade_margin
+            # set alone can fall under it: say where the margin came from.
+            default = "" if "margin" in self.model_fields_set else ", the default"
             raise ValueError(
-                f"cascade_margin ({cascade}) must be above margin ({margin}): below margin "
-                "goes straight to the flagship, from margin to cascade_margin tries the "
-                "routed model first"
+                f"cascade_margin ({cascade}) must be above margin ({margin}{default}): "
+                "below margin goes straight to the flagship, from margin to cascade_margin "
+                "tries the routed model first"
             )
         return self
 
 
 class Scoring(Strict):
-    top_k: int = Field(default=10, ge=1, le=1000, description="nearest exemplars looked up")
-    aggregation: Aggregation = "max"
+    top_k: int = Field(default=20, ge=1, le=1000, description="nearest exemplars looked up")
+    aggregation: Aggregation = Field(
+        default="vote",
+        description="how an intent's neighbours become its score: vote (similarity-"
+        "weighted share of the vote), max (nearest exemplar's cosine), mean_top2",
+    )
     long_text: Literal["head", "tail"] = Field(
         default="head",
         description="which part of a long text is embedded: head (the encoder truncates "
@@ -112,6 +134,11 @@ class Scoring(Strict):
         if self.long_text == "tail" and len(text) > self.window_chars:
             return text[-self.window_chars :]
         return text
+
+    @property
+    def margin_unit(self) -> MarginUnit:
+        """What an intent score, hence a margin, is measured in under this aggregation."""
+        return "vote_share" if self.aggregation == "vote" else "cosine_gap"
 
     @property
     def view_key(self) -> str:
@@ -294,12 +321,30 @@ class RouterConfig(Strict):
                     found.append((("fallbacks", model, j), f"unknown model {fallback!r}"))
                 elif fallback == model:
                     found.append((("fallbacks", model, j), "a model cannot fall back to itself"))
+        found.extend(self._margin_unit_problems())
         for step, target in self.steps.items():
             if target.tier is not None and target.tier not in tiers:
                 found.append(
                     (
                         ("steps", step, "tier"),
                         f"unknown tier {target.tier!r}; tiers are {self.tiers}",
+                    )
+                )
+        return found
+
+    def _margin_unit_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        unit = self.scoring.margin_unit
+        meaning, low, high = MARGIN_UNITS[unit]
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for key in ("margin", "cascade_margin"):
+            value = getattr(self.thresholds, key)
+            if value is not None and not low <= value <= high:
+                found.append(
+                    (
+                        ("thresholds", key),
+                        f"thresholds.{key} {value:g} is out of range: with aggregation "
+                        f"{self.scoring.aggregation} a margin is {meaning} ({unit}), "
+                        f"from {low:g} to {high:g}",
                     )
                 )
         return found

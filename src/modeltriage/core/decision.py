@@ -68,13 +68,21 @@ class Verdict(BaseModel):
     fallbacks: list[str] = Field(description="models to try, in order, if `model` fails")
     confidence: float = Field(description="similarity of the nearest exemplar (cosine)")
     margin: float | None = Field(
-        description="best intent score minus runner-up; null when nothing matches"
+        description="best intent score minus the runner-up's (or, with one intent "
+        "retrieved, a lower bound); a share of the vote under aggregation vote, a cosine "
+        "gap under max and mean_top2; null when no intent was scored (no match, step)"
     )
-    cascaded: bool = Field(description="true when uncertainty sent the request up a tier")
+    cascaded: bool = Field(
+        description="true when uncertainty already sent the request to a stronger model "
+        "than its match would get: reason `low_margin` (straight to the flagship) or "
+        "`no_match` (the no-match default); false otherwise, including with a `cascade` "
+        "plan, where the routed model answers first and escalation is only planned"
+    )
     cascade: CascadePlan | None = Field(
         default=None,
-        description="set when the model should answer first and the answer be checked "
-        "(reason `cascade`); null: use the model's answer as it is",
+        description="a plan, set with reason `cascade` (and `cascaded` false): `model` "
+        "answers first, and its answer is checked (POST /escalate) before escalating to "
+        "`cascade.escalate_to`; null: use the model's answer as it is",
     )
     reason: Reason
     explanation: str

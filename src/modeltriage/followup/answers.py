@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from modeltriage.core.config import RouterConfig
+from modeltriage.core.costs import cheapest_in_tier
 from modeltriage.core.escalation_settings import (
     DEFAULT_CHOICE_LABELS,
     LENGTH_FINISH_REASONS,
@@ -29,7 +30,6 @@ from modeltriage.core.escalation_settings import (
 )
 from modeltriage.core.inputs import check_model
 from modeltriage.core.options import CallerInput
-from modeltriage.core.policy import cheapest_in_tier
 from modeltriage.errors import InputError
 
 Choices = Sequence[str] | Mapping[str, str]

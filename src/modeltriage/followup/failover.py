@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.decision import Decision
+from modeltriage.core.failover import Failover, next_model
 from modeltriage.core.inputs import check_model
-from modeltriage.core.policy import Failover, next_model
 from modeltriage.errors import InputError
 from modeltriage.followup.model_health import ModelHealth
 from modeltriage.followup.records import DecisionRecords

@@ -23,7 +23,8 @@ _log = logging.getLogger(__name__)
 
 
 class HealthStore(Protocol):
-    """The part of a log store that shares health marks (see :class:`modeltriage.log.store.LogStore`)."""
+    """The part of a log store that shares health marks (see
+    :class:`modeltriage.log.store.LogStore`)."""
 
     url: str
 

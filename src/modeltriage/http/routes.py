@@ -90,7 +90,7 @@ def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
     response_model=NextModelResponse,
     summary="A model failed: which model of the decision's chain to try next",
 )
-def next_model(body: NextModelRequest, request: Request) -> NextModelResponse:
+def failover(body: NextModelRequest, request: Request) -> NextModelResponse:
     router = current(request)
     if body.model is not None:
         result = router.failover([body.model, *body.fallbacks], body.failed)

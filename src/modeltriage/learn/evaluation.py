@@ -30,11 +30,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from modeltriage.core.config import Aggregation, RouterConfig, Scoring
+from modeltriage.core.costs import cheapest_in_tier, flagship_cost_usd
 from modeltriage.core.decision import Decision, Verdict
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.inputs import check_text
 from modeltriage.core.intents import Intent, IntentSet
-from modeltriage.core.policy import cheapest_in_tier, decide, flagship_cost_usd
+from modeltriage.core.policy import decide
 from modeltriage.errors import ModelTriageError
 from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled
 from modeltriage.router import Router, route_all

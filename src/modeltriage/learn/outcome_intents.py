@@ -23,9 +23,9 @@ from modeltriage.core.config import (
     RouterConfig,
     Scoring,
 )
+from modeltriage.core.costs import estimate_tokens
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent
-from modeltriage.core.policy import estimate_tokens
 from modeltriage.errors import InputError
 from modeltriage.learn.outcome_data import OutcomeRow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modeltriage.core.policy import savings
+from modeltriage.core.costs import savings
 from modeltriage.learn.outcome_eval import OutcomesReport
 from modeltriage.learn.plots import pyplot
 from modeltriage.learn.tuning_report import format_threshold

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modeltriage.core.config import RouterConfig
+from modeltriage.core.costs import savings
 from modeltriage.core.decision import Decision
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Exemplar, Intent, IntentCascade, IntentSet
-from modeltriage.core.policy import savings
 from modeltriage.errors import InputError
 from modeltriage.learn.outcome_data import OutcomeRow
 from modeltriage.learn.outcome_intents import (

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from modeltriage.core.policy import savings
+from modeltriage.core.costs import savings
 from modeltriage.followup.answers import answers_agree
 from modeltriage.learn.outcome_data import OutcomeRow
 

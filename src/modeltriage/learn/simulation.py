@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modeltriage.core.config import DIFFICULTIES, Difficulty, RouterConfig
+from modeltriage.core.costs import cheapest_in_tier, estimate_tokens, model_cost
 from modeltriage.core.decision import Decision
-from modeltriage.core.policy import cheapest_in_tier, estimate_tokens, model_cost
 from modeltriage.errors import ConfigError
 
 

@@ -14,15 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from modeltriage.core.config import Aggregation, Difficulty, RouterConfig
-from modeltriage.core.decision import Neighbour, Verdict
-from modeltriage.core.intents import Intent
-from modeltriage.core.policy import (
+from modeltriage.core.costs import (
     cheapest_in_tier,
-    decide,
     estimate_tokens,
     flagship_cost_usd,
     savings,
 )
+from modeltriage.core.decision import Neighbour, Verdict
+from modeltriage.core.intents import Intent
+from modeltriage.core.policy import decide
 from modeltriage.learn.splits import seeded_split
 from modeltriage.log.entries import FeedbackEntry, LogEntry
 

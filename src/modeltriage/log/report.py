@@ -8,7 +8,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from modeltriage.core.config import RouterConfig
-from modeltriage.core.policy import estimate_tokens, flagship_cost_usd, savings
+from modeltriage.core.costs import (
+    estimate_tokens,
+    flagship_cost_usd,
+    savings,
+)
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 
 
