@@ -13,7 +13,7 @@ from pathlib import Path
 from modeltriage.core.encoders import fine_tuned_model_id
 from modeltriage.core.index import Manifest, content_hash, exemplar_rows, read_manifest
 from modeltriage.core.intents import IntentSet, load_intents
-from modeltriage.errors import IndexStateError
+from modeltriage.errors import ConfigError, IndexStateError
 from modeltriage.learn.finetune import read_info, rows_hash
 
 
@@ -81,8 +81,11 @@ def _check_encoder(
     model_dir = base / path
     if not model_dir.is_dir():
         return replace(found, error=f"encoder.path {model_dir} is not a directory (router.yaml)")
-    wanted = fine_tuned_model_id(model_dir)
-    info = read_info(model_dir)
+    try:
+        wanted = fine_tuned_model_id(model_dir)
+        info = read_info(model_dir)
+    except ConfigError as exc:
+        return replace(found, error=str(exc))
     notes: list[str] = []
     if info is not None and info.content_hash != rows_hash(rows):
         notes.append(
