@@ -4,8 +4,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
+from modeltriage import Encoder
 from modeltriage.cli.main import main
 
+
+def rebuild(argv: Sequence[str], encoder: Encoder | None = None) -> int:
+    """`modeltriage build` with these arguments; ``encoder`` replaces router.yaml's."""
+    return main(["build", *argv], encoder=encoder)
+
+
 if __name__ == "__main__":
-    sys.exit(main(["build", *sys.argv[1:]]))
+    sys.exit(rebuild(sys.argv[1:]))

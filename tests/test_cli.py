@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,17 @@ import pytest
 from modeltriage import HashingEncoder, build_index
 from modeltriage.cli.main import main
 
-from .conftest import REPO
+from .conftest import REPO, SHIPPED_INTENTS
+
+
+def copy_shipped(tmp_path: Path) -> Path:
+    """A private copy of the shipped intents: an index built here with the fake encoder
+    never meets the session's real-encoder copy."""
+    target = tmp_path / "shipped"
+    shutil.copytree(
+        SHIPPED_INTENTS, target, ignore=shutil.ignore_patterns(".index", ".log", ".log-spool.jsonl")
+    )
+    return target
 
 
 def test_check_reports_missing_then_current_index(
@@ -25,6 +37,20 @@ def test_check_reports_missing_then_current_index(
     build_index(tiny_dir, encoder=HashingEncoder())
     assert main(["check", "--intents", str(tiny_dir)]) == 0
     assert "index: current" in capsys.readouterr().out
+
+
+def test_check_and_build_use_the_injected_encoder(
+    tiny_dir: Path, fake_encoder: HashingEncoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build", "--intents", str(tiny_dir)], encoder=fake_encoder) == 0
+    assert "with hashing-fake-256" in capsys.readouterr().out
+    assert main(["check", "--intents", str(tiny_dir)], encoder=fake_encoder) == 0
+    assert "index: current" in capsys.readouterr().out
+    assert main(["check", "--intents", str(tiny_dir)], encoder=HashingEncoder(dim=64)) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "index: built with encoder hashing-fake-256, the router uses hashing-fake-64; "
+        f"run: modeltriage build --intents {tiny_dir}"
+    )
 
 
 def test_bad_yaml_is_one_line_not_a_trace(
@@ -60,38 +86,33 @@ def test_route_prints_the_decision_as_json(
     assert decision["intent"] == "store_hours" and decision["neighbours"]
 
 
-@pytest.mark.real
 def test_route_without_index_says_what_to_run(
-    tiny_dir: Path, capsys: pytest.CaptureFixture[str]
+    tiny_dir: Path, fake_encoder: HashingEncoder, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["route", "--intents", str(tiny_dir), "hello"]) == 1
+    assert main(["route", "--intents", str(tiny_dir), "hello"], encoder=fake_encoder) == 1
     err = capsys.readouterr().err
     assert "no index" in err and f"run: modeltriage build --intents {tiny_dir}" in err
 
 
-@pytest.mark.real
-def test_rebuild_script_builds_a_loadable_index(tiny_dir: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "rebuild_index.py"), "--intents", str(tiny_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "built index" in result.stdout and "9 exemplars of 3 intents" in result.stdout
+def test_rebuild_script_builds_a_loadable_index(
+    tiny_dir: Path, fake_encoder: HashingEncoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process with the fake encoder; test_rebuild_script_reports_bad_yaml runs the
+    # script as a program.
+    script = runpy.run_path(str(REPO / "scripts" / "rebuild_index.py"))
+    assert script["rebuild"](["--intents", str(tiny_dir)], encoder=fake_encoder) == 0
+    out = capsys.readouterr().out
+    assert "built index" in out and "9 exemplars of 3 intents" in out
     check = subprocess.run(
         [sys.executable, "-m", "modeltriage.cli", "check", "--intents", str(tiny_dir)],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
         check=False,
     )
     assert check.returncode == 0 and "index: current" in check.stdout
 
 
-@pytest.mark.real
 def test_rebuild_script_reports_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "router.yaml").write_text("tiers: [a]\nmodels: []\n")
     (tmp_path / "x.yaml").write_text("name: x\ndifficulty: easy\nexemplars: [hi]\n")
@@ -118,14 +139,16 @@ def test_missing_model_package_says_what_to_install(
     )
 
 
-@pytest.mark.real
-def test_route_with_budget_and_step(shipped_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_route_with_budget_and_step(
+    tmp_path: Path, fake_encoder: HashingEncoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    intents = copy_shipped(tmp_path)
     text = "my router keeps dropping the connection after the firmware update"
-    base = ["route", text, "--intents", str(shipped_copy), "--build", "--no-log"]
-    assert main([*base, "--max-latency-ms", "3000"]) == 0
+    base = ["route", text, "--intents", str(intents), "--build", "--no-log"]
+    assert main([*base, "--max-latency-ms", "3000"], encoder=fake_encoder) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "claude-3-opus"
-    assert main([*base, "--step", "query_rewrite"]) == 0
+    assert main([*base, "--step", "query_rewrite"], encoder=fake_encoder) == 0
     assert json.loads(capsys.readouterr().out)["reason"] == "step"
-    assert main([*base, "--step", "nope"]) == 1
+    assert main([*base, "--step", "nope"], encoder=fake_encoder) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown step 'nope'; known steps: extraction" in err

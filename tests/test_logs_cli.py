@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage import RouteOptions, Router, load_intents
+from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
 from modeltriage.cli.main import main
 from modeltriage.learn.simulation import read_traffic
 from modeltriage.log.entries import FeedbackEntry, LogEntry
-from modeltriage.log.report import format_summary, summarise
+from modeltriage.log.report import checked_plans, format_summary, summarise
 
 from .conftest import REPO
+from .test_cli import copy_shipped
 
 
 def entry(
@@ -90,21 +91,23 @@ def test_summarise_counts_checks_and_failovers(tiny_dir: Path) -> None:
     text = format_summary(s)
     assert "cascade plans: 1 decisions, 1 answers checked, 1 escalated" in text
     assert "failovers: 2 (1 with no model left)" in text
+    plans = checked_plans(entries, events, config)
+    assert (plans.checked, plans.escalated, plans.escalation_rate) == (1, 1, 1.0)
+    assert checked_plans(entries, [], config).escalation_rate is None
 
 
-@pytest.mark.real
 def test_logs_and_tune_from_the_log(
-    shipped_copy: Path,
-    shipped_router: Router,
     tmp_path: Path,
+    fake_encoder: HashingEncoder,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    shipped_copy = copy_shipped(tmp_path)
     db = tmp_path / "decisions.sqlite3"
     monkeypatch.setenv("MODELTRIAGE_LOG_URL", str(db))
     rows = read_traffic(REPO / "examples" / "traffic" / "support_day.jsonl")[:150]
-    config = shipped_router.config
-    with Router.load(shipped_copy, encoder=shipped_router.encoder) as router:
+    with Router.load(shipped_copy, encoder=fake_encoder, build_if_needed=True) as router:
+        config = router.config
         decisions = router.route_batch(
             [r.text for r in rows], RouteOptions(metadata={"tenant": "t"})
         )
@@ -131,7 +134,7 @@ def test_logs_and_tune_from_the_log(
 
     png = tmp_path / "log-curve.png"
     argv = ["tune", "--intents", str(shipped_copy), "--log", "--plot", str(png), "--json"]
-    assert main(argv) == 0
+    assert main(argv, encoder=fake_encoder) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["tune_cases"] + result["held_out_cases"] == 150
     assert result["measured_share"] > 0

@@ -179,3 +179,25 @@ def format_recent(entries: Sequence[LogEntry], width: int = 60) -> str:
             f"{e.tier:<9} {e.model:<18} {e.reason:<17} {e.intent or '-':<24} {text}"
         )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CheckedPlans:
+    """Cascade plans in a log whose cheap answer was checked (POST /escalate), and how
+    many of those checks escalated: what `simulate --escalation-rate log` measures."""
+
+    checked: int
+    escalated: int
+
+    @property
+    def escalation_rate(self) -> float | None:
+        """Share of checked plans that escalated; None when no plan was checked."""
+        return self.escalated / self.checked if self.checked else None
+
+
+def checked_plans(
+    entries: Sequence[LogEntry], events: Sequence[EventEntry], config: RouterConfig
+) -> CheckedPlans:
+    """Count the checked and escalated cascade plans among ``entries``."""
+    summary = summarise(entries, [], config, events)
+    return CheckedPlans(checked=summary.planned_checked, escalated=summary.planned_escalated)

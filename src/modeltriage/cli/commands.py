@@ -1,0 +1,202 @@
+"""The run functions of the router commands (build, check, route, simulate, logs, serve):
+each parses what argparse could not, calls the library and prints.
+
+Every run function takes the parsed arguments and an injected encoder (None: the one
+router.yaml names), and returns the exit status. Library modules are imported inside
+them so that `modeltriage --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from modeltriage.errors import InputError
+
+if TYPE_CHECKING:
+    from modeltriage.core.encoders import Encoder
+
+
+def run_build(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.router import build_index
+
+    started = time.perf_counter()
+    manifest = build_index(args.intents, encoder=encoder)
+    print(
+        f"built index {manifest.version}: {manifest.exemplars} exemplars of "
+        f"{manifest.intents} intents with {manifest.encoder} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    return 0
+
+
+def run_check(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.learn.checks import check_index
+
+    found = check_index(args.intents, None if encoder is None else encoder.model_id)
+    print(f"ok: {found.intents} intents, {found.exemplars} exemplars in {args.intents}")
+    if found.error is not None:
+        raise InputError(found.error)
+    for note in found.notes:
+        print(note)
+    if found.problem is not None or found.manifest is None:
+        print(f"{found.problem}; run: modeltriage build --intents {args.intents}")
+        return 1
+    manifest = found.manifest
+    print(f"index: current, version {manifest.version}, built {manifest.built_at}")
+    return 0
+
+
+def run_route(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.core.options import RouteOptions
+    from modeltriage.router import Router
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    with Router.load(
+        args.intents, encoder=encoder, build_if_needed=args.build, log=not args.no_log
+    ) as router:
+        options = RouteOptions(
+            explain=args.explain,
+            max_latency_ms=args.max_latency_ms,
+            max_cost_usd=args.max_cost_usd,
+            step=args.step,
+        )
+        decision = router.route(text, options)
+    print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_simulate(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.learn.simulation import format_report, read_traffic, simulate
+    from modeltriage.router import Router, route_all
+
+    if args.requests_per_day < 1:
+        raise InputError("--requests-per-day must be at least 1")
+    rate = _escalation_rate(args)
+    rows = read_traffic(args.traffic)
+    # A simulation is not traffic: keep it out of the decision log.
+    router = Router.load(args.intents, encoder=encoder, build_if_needed=True, log=False)
+    decisions = route_all(router, [r.text for r in rows])
+    report = simulate(rows, decisions, router.config, args.requests_per_day, rate)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _escalation_rate(args: argparse.Namespace) -> float:
+    """--escalation-rate: a share, or `log` for the share of checked plans that escalated."""
+    if args.escalation_rate != "log":
+        try:
+            rate = float(args.escalation_rate)
+        except ValueError:
+            rate = float("nan")
+        if not 0.0 <= rate <= 1.0:  # also refuses NaN
+            raise InputError(
+                f"--escalation-rate must be from 0 to 1 or `log`, got {args.escalation_rate}"
+            )
+        return rate
+    from modeltriage.core.intents import load_intents
+    from modeltriage.log.report import checked_plans
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import configured_log_url
+
+    intent_set = load_intents(args.intents)
+    url = configured_log_url(intent_set.config.log, args.intents)
+    if url is None:
+        raise InputError("--escalation-rate log: decision logging is off (no log.url)")
+    store = open_store(url)
+    try:
+        plans = checked_plans(store.decisions(), store.events(), intent_set.config)
+    finally:
+        store.close()
+    measured = plans.escalation_rate
+    if measured is None:
+        raise InputError(
+            "--escalation-rate log: no cascade plan in the log has had its answer checked "
+            "(POST /escalate with the decision id) yet; give a number instead"
+        )
+    print(
+        f"escalation rate from the log: {plans.escalated} of "
+        f"{plans.checked} checked plans escalated ({100 * measured:.1f}%)",
+        file=sys.stderr,
+    )
+    return measured
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--since: expected an ISO time or 30m/24h/7d, got {value!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    """Reads the log only: ``encoder`` is accepted for a uniform signature and unused."""
+    from modeltriage.core.intents import load_intents
+    from modeltriage.log.report import format_recent, format_summary, summarise
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import configured_log_url
+
+    intent_set = load_intents(args.intents)
+    url = configured_log_url(intent_set.config.log, args.intents, args.url or None)
+    if url is None:
+        raise InputError("decision logging is off: no log.url in router.yaml and no --url")
+    since = _parse_since(args.since)
+    if args.limit < 0:
+        raise InputError("--limit must be 0 or more")
+    store = open_store(url)
+    try:
+        entries = store.decisions(since=since)
+        feedback = store.feedback()
+        events = store.events(since=since)
+    finally:
+        store.close()
+    summary = summarise(entries, feedback, intent_set.config, events)
+    recent = entries[: args.limit]
+    if args.json:
+        payload = {
+            "summary": summary.as_dict(),
+            "recent": [e.to_json_dict() for e in recent],
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    print(f"log: {store.url}")
+    print(format_summary(summary))
+    if recent:
+        print(f"\nmost recent {len(recent)}:")
+        print(format_recent(recent))
+    return 0
+
+
+def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        from modeltriage.errors import MissingDependencyError
+
+        raise MissingDependencyError("uvicorn", "serve") from None
+    from modeltriage.http.app import create_app
+    from modeltriage.router import Router
+
+    # Load before starting the server so a bad config is a one-line error, not a trace.
+    router = Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build)
+    print(
+        f"modeltriage: {router.manifest.intents} intents, index {router.manifest.version}; "
+        f"serving on http://{args.host}:{args.port} (docs at /docs)",
+        file=sys.stderr,
+    )
+    with router:
+        uvicorn.run(create_app(router=router), host=args.host, port=args.port)
+    return 0

@@ -1,0 +1,223 @@
+"""The run functions of the commands that learn from data: `learn` (intents from
+outcomes) and `tune` (cascade thresholds from labelled texts, outcomes or the log).
+
+Each takes the parsed arguments and an injected encoder (None: the real one) and returns
+the exit status; the library does the work, these parse, call and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modeltriage.errors import InputError
+
+if TYPE_CHECKING:
+    from modeltriage.core.encoders import Encoder
+    from modeltriage.learn.outcome_data import OutcomeRow
+    from modeltriage.learn.tuning import TuneResult
+    from modeltriage.learn.tuning_cases import TuningCases
+    from modeltriage.router import Router
+
+
+def _real_encoder(encoder: Encoder | None) -> Encoder:
+    from modeltriage.core.encoders import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder() if encoder is None else encoder
+
+
+def run_learn(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from collections import Counter
+
+    from modeltriage.learn.outcome_data import read_outcomes_jsonl
+    from modeltriage.learn.outcome_intents import (
+        group_names,
+        learn_intents,
+        learned_config,
+        needs_clustering,
+        parse_tiers,
+        write_intents_dir,
+    )
+
+    tiers = parse_tiers(args.tiers)
+    rows = read_outcomes_jsonl(args.outcomes)
+    known = set().union(*(r.outcomes for r in rows))
+    unknown = [m for _, m in tiers if m not in known]
+    if unknown:
+        raise InputError(f"--tiers: {args.outcomes} has no outcomes for {unknown}")
+    if args.plans:
+        return _learn_plans(args, rows, tiers, encoder)
+    config = learned_config(rows, tiers)
+    groups = None
+    if needs_clustering(rows, args.group_by):
+        groups = group_names(
+            rows,
+            _real_encoder(encoder),
+            config.scoring,
+            args.group_by,
+            args.clusters,
+            args.seed,
+        )
+    intents, skipped = learn_intents(rows, tiers, good=args.good, groups=groups)
+    header = (
+        f"Learned by `modeltriage learn {args.outcomes} --tiers {args.tiers}`.\n"
+        "Each exemplar's difficulty is the cheapest tier whose model answered it well."
+    )
+    write_intents_dir(args.out, config, intents, header)
+    counts = Counter(intent.exemplar_difficulty(e) for intent in intents for e in intent.exemplars)
+    total = sum(counts.values())
+    print(
+        f"wrote {len(intents)} intents, {total} exemplars to {args.out} ({skipped} rows "
+        "skipped: repeated or without outcomes for a tier model)"
+    )
+    print("difficulty: " + ", ".join(f"{d} {counts[d]}" for d in ("easy", "moderate", "hard")))
+    print(f"next: modeltriage build --intents {args.out}")
+    return 0
+
+
+def _learn_plans(
+    args: argparse.Namespace,
+    rows: list[OutcomeRow],
+    tiers: list[tuple[str, str]],
+    encoder: Encoder | None,
+) -> int:
+    from modeltriage.learn.outcome_intents import needs_clustering, write_intents_dir
+    from modeltriage.learn.planlearning import learn_plans
+
+    learned = learn_plans(
+        rows,
+        tiers,
+        _real_encoder(encoder) if needs_clustering(rows, args.group_by) else None,
+        floor=args.floor,
+        candidates=args.candidates,
+        group_by=args.group_by,
+        clusters=args.clusters,
+        seed=args.seed,
+    )
+    header = (
+        f"Learned by `modeltriage learn {args.outcomes} --tiers {args.tiers} --plans "
+        f"--floor {args.floor:g}`.\nEach intent says how its requests are served: the "
+        "flagship, one model, or a model checked by a second opinion."
+    )
+    write_intents_dir(args.out, learned.config, learned.intents, header)
+    choice = learned.choice
+    print(
+        f"wrote {len(learned.intents)} intents to {args.out} from {learned.rows} prompts "
+        f"({learned.skipped} skipped: a model's outcome missing); on those prompts the plans "
+        f"keep {100 * choice.quality_share:.1f}% of {tiers[-1][1]}'s quality at "
+        f"{100 * choice.savings:.1f}% savings"
+    )
+    for intent in learned.intents:
+        print(f"  {intent.name}: {intent.description}")
+    print(
+        "these figures are on the prompts the plans were chosen on; held out: "
+        "modeltriage eval outcomes --plans"
+    )
+    print(f"next: modeltriage build --intents {args.out}")
+    return 0
+
+
+def _log_cases(args: argparse.Namespace, router: Router) -> TuningCases:
+    from modeltriage.learn.tuning_cases import log_cases
+    from modeltriage.log.store import open_store
+    from modeltriage.log.urls import configured_log_url
+
+    url = configured_log_url(router.config.log, args.intents, args.url or None)
+    if url is None:
+        raise InputError("--log: decision logging is off (no log.url in router.yaml, no --url)")
+    store = open_store(url)
+    try:
+        entries, feedback = store.decisions(), store.feedback()
+    finally:
+        store.close()
+    return log_cases(router, entries, feedback, store.url)
+
+
+def _tuning_cases(args: argparse.Namespace, router: Router) -> TuningCases:
+    from modeltriage.learn.tuning_cases import labelled_cases, outcomes_cases
+
+    if args.labelled is not None:
+        return labelled_cases(router, args.labelled)
+    if args.outcomes is not None:
+        return outcomes_cases(router, args.outcomes)
+    return _log_cases(args, router)
+
+
+def run_tune(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.learn.tuning import tune
+    from modeltriage.learn.tuning_report import plot
+    from modeltriage.router import Router
+
+    if sum((args.labelled is not None, args.log, args.outcomes is not None)) != 1:
+        raise InputError("tune needs one source: --labelled FILE, --outcomes FILE or --log")
+    router = Router.load(args.intents, encoder=encoder, build_if_needed=True, log=False)
+    found = _tuning_cases(args, router)
+    try:
+        result = tune(
+            found.cases,
+            router.config,
+            {intent.name: intent for intent in router.intent_set.intents},
+            found.quality,
+            floor=args.floor,
+            held_out=args.held_out,
+            seed=args.seed,
+            confidences=found.confidences,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        _print_tune(result, args.seed, found.source)
+    if args.plot is not None:
+        plot(result.points, result.chosen, result.flagship_quality, args.plot, "modeltriage tune")
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.write:
+        _write_tuned(result, args.intents)
+    return 0
+
+
+def _print_tune(result: TuneResult, seed: int, source: str) -> None:
+    from modeltriage.learn.tuning_report import format_table, format_threshold
+
+    chosen = result.chosen
+    print(
+        f"tuned on {result.tune_cases} cases, {result.held_out_cases} held out (seed "
+        f"{seed}); {source}"
+    )
+    print(
+        f"always-flagship quality {result.flagship_quality:.3f}; floor {result.min_quality:.3f}\n"
+    )
+    print(format_table(result.points, chosen))
+    if chosen is None:
+        print("\nno point reaches the floor; nothing chosen")
+        return
+    print(
+        f"\nchosen: margin {format_threshold(chosen.margin)}, min_similarity "
+        f"{format_threshold(chosen.min_similarity)}: savings {100 * chosen.savings:.1f}%, "
+        f"quality {chosen.quality:.3f} on the tuning split"
+    )
+    if result.held_out is not None:
+        held = result.held_out
+        print(f"held out: savings {100 * held.savings:.1f}%, quality {held.quality:.3f}")
+
+
+def _write_tuned(result: TuneResult, intents_dir: Path) -> None:
+    from modeltriage.core.config import ROUTER_CONFIG_FILE
+    from modeltriage.learn.tuning_save import write_thresholds
+
+    chosen = result.chosen
+    if chosen is None:
+        raise InputError("--write: no point reaches the floor, router.yaml left as it is")
+    backup = write_thresholds(
+        Path(intents_dir) / ROUTER_CONFIG_FILE,
+        chosen.margin,
+        chosen.min_similarity,
+        chosen.difficulty_confidence,
+    )
+    print(f"router.yaml updated; previous version kept as {backup}", file=sys.stderr)

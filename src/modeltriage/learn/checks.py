@@ -1,0 +1,100 @@
+"""What `modeltriage check` verifies: the intent files load, and the saved index matches
+them, the text view router.yaml asks for and the encoder that will embed queries.
+
+Nothing is printed here: :func:`check_index` returns an :class:`IndexCheck` in the order
+the command reports it, and the CLI prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from modeltriage.core.encoders import fine_tuned_model_id
+from modeltriage.core.index import Manifest, content_hash, exemplar_rows, read_manifest
+from modeltriage.core.intents import IntentSet, load_intents
+from modeltriage.errors import ConfigError, IndexStateError
+from modeltriage.learn.finetune import read_info, rows_hash
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """The intents found and the verdict on their index.
+
+    ``problem`` says why the index must be rebuilt (None: it is current); ``notes`` are
+    remarks on the encoder, reported whatever the verdict; ``error`` is a configuration
+    mistake a rebuild would not fix (the check stops there, without notes or verdict).
+    """
+
+    intents: int
+    exemplars: int
+    problem: str | None = None
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+    manifest: Manifest | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.problem is None and self.error is None
+
+
+def check_index(intents_dir: Path | str, encoder_id: str | None = None) -> IndexCheck:
+    """Check the intents under ``intents_dir`` and their saved index.
+
+    ``encoder_id``: the encoder the caller will route with, when it is not the one
+    router.yaml names (an injected encoder); the index must have been built by it.
+    Raises the intent files' own errors (``ConfigError``); everything else is reported.
+    """
+    intent_set = load_intents(intents_dir)
+    rows = exemplar_rows(intent_set.intents)
+    found = IndexCheck(intents=len(intent_set.intents), exemplars=len(rows))
+    try:
+        _, manifest = read_manifest(intent_set.index_path)
+    except IndexStateError as exc:
+        return replace(found, problem=f"index: {exc}")
+    view_key = intent_set.config.scoring.view_key
+    if manifest.content_hash != content_hash(rows) or manifest.text_view != view_key:
+        return replace(found, problem=f"index: stale (built {manifest.built_at})")
+    if encoder_id is not None:
+        problem = None
+        if manifest.encoder != encoder_id:
+            problem = f"index: built with encoder {manifest.encoder}, the router uses {encoder_id}"
+        return replace(found, problem=problem, manifest=manifest)
+    return _check_encoder(intent_set, manifest, [(r.intent, r.text) for r in rows], found)
+
+
+def _check_encoder(
+    intent_set: IntentSet, manifest: Manifest, rows: list[tuple[str, str]], found: IndexCheck
+) -> IndexCheck:
+    """Whether the index was built by the encoder router.yaml names; notes when a
+    fine-tuned encoder was trained on other exemplars than today's (it still works)."""
+    built_with = manifest.encoder
+    path = intent_set.config.encoder.path
+    if path is None:
+        problem = None
+        if "+ft:" in built_with:
+            problem = (
+                f"index: built with the fine-tuned encoder {built_with}, router.yaml names none"
+            )
+        return replace(found, problem=problem, manifest=manifest)
+    base = Path(".") if intent_set.source is None else intent_set.source
+    model_dir = base / path
+    if not model_dir.is_dir():
+        return replace(found, error=f"encoder.path {model_dir} is not a directory (router.yaml)")
+    try:
+        wanted = fine_tuned_model_id(model_dir)
+        info = read_info(model_dir)
+    except ConfigError as exc:
+        return replace(found, error=str(exc))
+    notes: list[str] = []
+    if info is not None and info.content_hash != rows_hash(rows):
+        notes.append(
+            f"encoder: {model_dir} was fine-tuned on other exemplars ({info.exemplars} "
+            f"then, {len(rows)} now): it still works; re-run modeltriage finetune to learn "
+            "the new ones"
+        )
+    if built_with != wanted:
+        problem = f"index: built with encoder {built_with}, router.yaml names {wanted}"
+        return replace(found, problem=problem, notes=tuple(notes), manifest=manifest)
+    notes.append(f"encoder: fine-tuned {model_dir} ({wanted})")
+    return replace(found, notes=tuple(notes), manifest=manifest)

@@ -1,0 +1,119 @@
+"""The cases `modeltriage tune` sweeps, from one of three sources: a labelled file, the
+decision log, or a file of per-model outcomes. Each source also says how quality is
+judged on its cases, in a sentence the tune report prints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeltriage.errors import InputError
+from modeltriage.learn.datasets import read_intents_jsonl
+from modeltriage.learn.outcome_data import read_outcomes_jsonl
+from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
+from modeltriage.learn.tuning import Case, QualityModel, cases_from_log, cases_from_routes
+from modeltriage.log.entries import FeedbackEntry, LogEntry
+from modeltriage.router import Router, route_all
+
+
+@dataclass(frozen=True)
+class TuningCases:
+    """Cases to tune on, how their quality is judged, and the thresholds.difficulty_confidence
+    values worth sweeping (only outcomes measure what a confidence changes)."""
+
+    cases: list[Case]
+    quality: QualityModel
+    source: str
+    confidences: tuple[float | None, ...] = (None,)
+
+
+def _with_cascade_note(router: Router, source: str) -> str:
+    margin = router.config.thresholds.cascade_margin
+    if margin is None:
+        return source
+    return (
+        f"{source}; cascade plans (margin below cascade_margin {margin}) "
+        "are counted as escalated: both calls paid, the plan's model answers"
+    )
+
+
+def _quality(router: Router) -> QualityModel:
+    return QualityModel(router.config, {i.name: i for i in router.intent_set.intents})
+
+
+def labelled_cases(router: Router, path: Path) -> TuningCases:
+    """Cases from a labelled file; a request is served well when its tier is at least as
+    strong as its labelled difficulty needs."""
+    rows = read_intents_jsonl(path)
+    known = {intent.name for intent in router.intent_set.intents}
+    unknown = sorted({r.intent for r in rows if r.intent is not None} - known)
+    if unknown:
+        raise InputError(f"{path}: labels name intents this router lacks: {unknown[:5]}")
+    texts = [r.text for r in rows]
+    decisions = route_all(router, texts, explain=True)
+    cases = cases_from_routes(
+        texts,
+        [d.neighbours for d in decisions],
+        router.config,
+        labels=[r.intent for r in rows],
+        difficulties=[r.difficulty for r in rows],
+    )
+    source = (
+        "quality is estimated from labels: a request is served well when it reaches "
+        "a tier at least as strong as its labelled difficulty needs"
+    )
+    return TuningCases(cases, _quality(router), _with_cascade_note(router, source))
+
+
+def outcomes_cases(router: Router, path: Path) -> TuningCases:
+    """Cases from an outcomes file, scored by each chosen model's real quality and cost;
+    the router's models must all be the file's."""
+    outcome_rows = read_outcomes_jsonl(path)
+    names = {m.name for m in router.config.models}
+    missing = names - set().union(*(r.outcomes for r in outcome_rows))
+    if missing:
+        raise InputError(
+            f"{path}: no outcomes for the router's models {sorted(missing)}; "
+            "make the intents with `modeltriage learn`"
+        )
+    usable = [r for r in outcome_rows if names <= set(r.outcomes)]
+    source = (
+        f"{len(usable)} prompts with outcomes for every router model "
+        f"({len(outcome_rows) - len(usable)} skipped); quality and cost are the chosen model's "
+        "real ones"
+    )
+    return TuningCases(
+        outcome_cases(router, usable),
+        _quality(router),
+        _with_cascade_note(router, source),
+        confidences=CONFIDENCE_GRID,
+    )
+
+
+def log_cases(
+    router: Router,
+    entries: Sequence[LogEntry],
+    feedback: Sequence[FeedbackEntry],
+    log_url: str,
+) -> TuningCases:
+    """Cases from logged decisions with their text (re-routed for their neighbours), with
+    feedback as measured quality; ``log_url`` names the log in messages."""
+    with_text = [e for e in entries if e.text is not None]
+    if not with_text:
+        raise InputError(f"--log: no logged decision with its text in {log_url}")
+    decisions = route_all(router, [e.text or "" for e in with_text], explain=True)
+    cases, quality = cases_from_log(
+        with_text,
+        feedback,
+        [d.neighbours for d in decisions],
+        router.config,
+        {i.name: i for i in router.intent_set.intents},
+    )
+    skipped = len(entries) - len(with_text)
+    source = (
+        f"{len(with_text)} logged requests ({skipped} stored as a hash only, skipped); "
+        "quality is measured where feedback exists for the chosen model, else estimated "
+        "as the mean feedback of the chosen tier"
+    )
+    return TuningCases(cases, quality, _with_cascade_note(router, source))
