@@ -73,7 +73,7 @@ from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
 from modeltriage.core.index import ExemplarRow, FaissIndex, LoadedIndex, build_in_memory
 from modeltriage.core.policy import VOTE_TEMPERATURE, score_intents
-from modeltriage.learn.evaluation import CachingEncoder
+from modeltriage.learn.embedding_cache import CachingEncoder
 from modeltriage.learn.outcomes import evaluate_outcomes, read_outcomes_jsonl
 
 MODELS = (FLAGSHIP, *POOL)  # the nine models that answered every kept row

@@ -50,3 +50,7 @@ class InputError(ModelTriageError, ValueError):
     def __init__(self, message: str, *, too_large: bool = False):
         self.too_large = too_large
         super().__init__(message)
+
+
+class EvaluationError(ModelTriageError):
+    """Labelled data cannot be evaluated as asked (no rows, nothing to tune on...)."""
