@@ -349,6 +349,9 @@ def pct(x: float | None) -> str:
 
 
 def print_set(label: str, result: dict[str, Any]) -> None:
+    """The tables of one exemplar set."""
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     variants = result["variants"]
     seeds = result.get("seeds", 1)
     title = f"\n## {label}: {result['exemplars']:.0f} exemplars"
@@ -540,6 +543,8 @@ def shipped_section(
     top_ks: Sequence[int],
 ) -> dict[str, Any]:
     """Leave-one-exemplar-out on the shipped intents + off-domain similarity."""
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     from modeltriage import load_intents
     from modeltriage.core.config import Scoring, Thresholds
     from modeltriage.core.decision import Neighbour
@@ -688,6 +693,8 @@ def shipped_section(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data",

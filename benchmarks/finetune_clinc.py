@@ -247,6 +247,8 @@ def pct(x: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--intents", type=Path, default=REPO / "intents")

@@ -147,6 +147,44 @@ def prepare_output(out: Path, force: bool) -> None:
             raise InputError(f"{out} holds an earlier fine-tune: pass --force to replace it")
 
 
+def _train(
+    model: Any, batches: Sequence[Sequence[Pair]], lr: float, progress: Progress | None
+) -> list[float]:
+    """Train ``model`` in place on ``batches``; the loss of each step. Left in eval mode."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
+
+    model.train()
+    loss_fn = MultipleNegativesRankingLoss(model)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, len(batches) // 10)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    losses: list[float] = []
+    for step, batch in enumerate(batches):
+        anchors = model.preprocess([a for a, _ in batch])
+        positives = model.preprocess([p for _, p in batch])
+        loss = loss_fn([anchors, positives], torch.tensor([]))
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            recent = losses[-25:]
+            progress(step + 1, len(batches), sum(recent) / len(recent))
+    model.eval()
+    return losses
+
+
 def finetune(
     rows: Sequence[tuple[str, str]],
     out: Path,
@@ -174,43 +212,15 @@ def finetune(
     if not batches:
         raise InputError("no training batch could be made from these exemplars")
     import torch
-    from sentence_transformers.sentence_transformer.losses import (
-        MultipleNegativesRankingLoss,
-    )
 
+    # Seeded before the model loads, as the published runs were (loading draws from it).
     torch.manual_seed(seed)
     base = SentenceTransformerEncoder()
-    model: Any = base.model
-    model.train()
-    loss_fn = MultipleNegativesRankingLoss(model)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, len(batches) // 10)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    losses: list[float] = []
     started = time.perf_counter()
-    for step, batch in enumerate(batches):
-        anchors = model.preprocess([a for a, _ in batch])
-        positives = model.preprocess([p for _, p in batch])
-        loss = loss_fn([anchors, positives], torch.tensor([]))
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            recent = losses[-25:]
-            progress(step + 1, len(batches), sum(recent) / len(recent))
+    losses = _train(base.model, batches, lr, progress)
     train_s = time.perf_counter() - started
-    model.eval()
     out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out))
+    base.model.save(str(out))
     head, tail = losses[:10], losses[-10:]
     info = FinetuneInfo(
         base_model=base.model_id,
