@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Accuracy of modeltriage's routing policy on CLINC150, and floors for the shipped intents.
+"""Accuracy of modeltriage's routing policy on CLINC150, and min_similarity for the shipped intents.
 
 Run from the repository root:
 
@@ -14,20 +14,20 @@ returns the best intent and the margin), and the thresholds are swept in numpy:
 
 - in-scope accuracy: predicted intent == gold over the 3,000 in-scope val rows, no
   rejection (so it ranks aggregations and top_k alone);
-- with a ``min_similarity`` floor (top-1 cosine below it = no_match = predicted
+- with a ``min_similarity`` threshold (top-1 cosine below it = no_match = predicted
   out-of-scope): overall accuracy over all 3,100 val rows with out-of-scope as a class,
   OOS recall and precision, and in-scope accuracy (rejected in-scope rows count wrong);
-- the floor is chosen two ways: on val itself (optimistic) and on a held-out split of
+- min_similarity is chosen two ways: on val itself (optimistic) and on a held-out split of
   train (20% of each intent's train rows + train's 100 out-of-scope rows), then applied
   to val (honest);
-- the same with low margin also treated as out-of-scope (floor and margin swept jointly).
+- the same with low margin also treated as out-of-scope (min_similarity and margin swept jointly).
 
 Exemplar sets: all of train (15,000), and ``--per-intent N`` sampled per intent (several
 seeds, averaged). Plain top-1 nearest neighbour (aggregation max, top_k 1) is the baseline.
 
 Last, the shipped intents (``intents/``): leave-one-exemplar-out accuracy per policy and
 the top-1 similarity of held-out exemplars versus off-domain CLINC150 val texts, as
-evidence for their floor (floors depend on the data: CLINC's do not transfer).
+evidence for their min_similarity (it depends on the data: CLINC's do not transfer).
 
 Data: CLINC150 (Larson et al., 2019), CC BY 3.0, read from ../shared/data; never copied.
 """
@@ -58,8 +58,7 @@ from _common import (
 
 AGGREGATIONS = ("max", "mean_top2", "vote")
 SEARCH_K = 50
-FLOORS = np.round(np.arange(0.0, 1.0001, 0.005), 4)
-JOINT_FLOORS = np.round(np.arange(0.0, 1.0001, 0.01), 4)
+JOINT_MIN_SIMILARITIES = np.round(np.arange(0.0, 1.0001, 0.01), 4)
 # Margins are in the aggregation's own units: cosine for max/mean_top2, a share of the
 # softmax weight (0..1) for vote.
 MARGINS = {
@@ -68,7 +67,7 @@ MARGINS = {
     "vote": np.round(np.arange(0.0, 1.0001, 0.0125), 4),
 }
 # CLINC150 intents that the shipped support intents plausibly cover (a judgement call):
-# excluded from the "off-domain" texts used to read the shipped intents' floor.
+# excluded from the "off-domain" texts used to read the shipped intents' min_similarity.
 CLINC_OVERLAPPING_SHIPPED = frozenset(
     {
         "order",
@@ -142,11 +141,11 @@ class Embeddings:
 
 def split_train(rows: Sequence[Any], holdout: float, seed: int) -> tuple[list[Any], list[Any]]:
     """Per intent, hold out ``holdout`` of the in-scope rows; OOS rows go to the held-out.
-    The library's split, so these figures and `modeltriage eval intents --tune-floor`
-    choose floors on the same rows."""
-    from modeltriage.learn.evaluation import split_held_out
+    The library's split, so these figures and `modeltriage eval intents
+    --tune-min-similarity` choose min_similarity on the same rows."""
+    from modeltriage.learn.splits import split_by_intent
 
-    return split_held_out(rows, holdout, seed)
+    return split_by_intent(rows, holdout, seed)
 
 
 # --------------------------------------------------------------------------- policy
@@ -210,30 +209,33 @@ def _median_choice(values: np.ndarray) -> int:
     return int(values[len(values) // 2])
 
 
-def best_floor(p: Prediction, gold: np.ndarray) -> float:
-    """Floor maximising overall accuracy; the middle of a tied plateau."""
-    oos = gold == -1
-    reject = p.top1[None, :] < FLOORS[:, None]
-    final_ok = np.where(reject, oos[None, :], p.pred[None, :] == gold[None, :])
-    acc = final_ok.mean(axis=1)
-    ties = np.flatnonzero(acc >= acc.max() - 1e-12)
-    return float(FLOORS[_median_choice(ties)])
+def best_min_similarity(p: Prediction, gold: np.ndarray) -> float:
+    """min_similarity maximising overall accuracy; the middle of a tied plateau. The
+    library's choice (`eval intents --tune-min-similarity`), on intent indices."""
+    from modeltriage.learn.min_similarity import choose_min_similarity
+
+    labels = [None if g == -1 else str(g) for g in gold.tolist()]
+    predicted = [str(x) for x in p.pred.tolist()]
+    return choose_min_similarity(labels, predicted, p.top1.tolist())
 
 
-def best_floor_margin(p: Prediction, gold: np.ndarray, aggregation: str) -> tuple[float, float]:
-    """(floor, margin) maximising overall accuracy; ties: smallest margin, middle floor."""
+def best_min_similarity_margin(
+    p: Prediction, gold: np.ndarray, aggregation: str
+) -> tuple[float, float]:
+    """(min_similarity, margin) maximising overall accuracy; ties: smallest margin, middle
+    min_similarity."""
     oos = gold == -1
     correct = p.pred == gold
     margins = MARGINS[aggregation]
-    below_floor = p.top1[None, :] < JOINT_FLOORS[:, None]  # F x N
+    below_threshold = p.top1[None, :] < JOINT_MIN_SIMILARITIES[:, None]  # F x N
     best = (-1.0, 0.0, 0.0)
     for m in margins:
-        reject = below_floor | (p.margin < m)[None, :]
+        reject = below_threshold | (p.margin < m)[None, :]
         acc = np.where(reject, oos[None, :], correct[None, :]).mean(axis=1)
         top = acc.max()
         if top > best[0] + 1e-12:
             ties = np.flatnonzero(acc >= top - 1e-12)
-            best = (float(top), float(JOINT_FLOORS[_median_choice(ties)]), float(m))
+            best = (float(top), float(JOINT_MIN_SIMILARITIES[_median_choice(ties)]), float(m))
     return best[1], best[2]
 
 
@@ -247,18 +249,18 @@ def evaluate_variant(
     out: dict[str, Any] = {}
     ins = gold != -1
     out["in_scope_acc_no_reject"] = float(np.mean(pv.pred[ins] == gold[ins]))
-    f = best_floor(pv, gold)
+    f = best_min_similarity(pv, gold)
     out["val_floor"] = {"floor": f, **metrics(pv.pred, pv.top1 < f, gold)}
-    fj, mj = best_floor_margin(pv, gold, aggregation)
+    fj, mj = best_min_similarity_margin(pv, gold, aggregation)
     out["val_floor_margin"] = {
         "floor": fj,
         "margin": mj,
         **metrics(pv.pred, (pv.top1 < fj) | (pv.margin < mj), gold),
     }
     if cal is not None and cal_gold is not None:
-        f = best_floor(cal, cal_gold)
+        f = best_min_similarity(cal, cal_gold)
         out["heldout_floor"] = {"floor": f, **metrics(pv.pred, pv.top1 < f, gold)}
-        fj, mj = best_floor_margin(cal, cal_gold, aggregation)
+        fj, mj = best_min_similarity_margin(cal, cal_gold, aggregation)
         out["heldout_floor_margin"] = {
             "floor": fj,
             "margin": mj,
@@ -347,6 +349,9 @@ def pct(x: float | None) -> str:
 
 
 def print_set(label: str, result: dict[str, Any]) -> None:
+    """The tables of one exemplar set."""
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     variants = result["variants"]
     seeds = result.get("seeds", 1)
     title = f"\n## {label}: {result['exemplars']:.0f} exemplars"
@@ -523,8 +528,11 @@ def print_cascade(title: str, table: dict[str, list[dict[str, float]]]) -> None:
     )
 
 
-def floor_curve(p: Prediction, gold: np.ndarray, floors: Sequence[float]) -> list[dict[str, Any]]:
-    return [{"floor": f, **metrics(p.pred, p.top1 < f, gold)} for f in floors]
+def min_similarity_curve(
+    p: Prediction, gold: np.ndarray, thresholds: Sequence[float]
+) -> list[dict[str, Any]]:
+    # "floor" stays the key of the published reports.
+    return [{"floor": f, **metrics(p.pred, p.top1 < f, gold)} for f in thresholds]
 
 
 def shipped_section(
@@ -535,6 +543,8 @@ def shipped_section(
     top_ks: Sequence[int],
 ) -> dict[str, Any]:
     """Leave-one-exemplar-out on the shipped intents + off-domain similarity."""
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     from modeltriage import load_intents
     from modeltriage.core.config import Scoring, Thresholds
     from modeltriage.core.decision import Neighbour
@@ -615,7 +625,7 @@ def shipped_section(
         "clinc_off_domain": dict(zip(qs, np.percentile(top1_off, qs).tolist(), strict=True)),
         "clinc_oos_only": dict(zip(qs, np.percentile(top1_oos, qs).tolist(), strict=True)),
     }
-    floors = [0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60]
+    thresholds = [0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60]
     result["floor_tradeoff"] = [
         {
             "floor": f,
@@ -623,7 +633,7 @@ def shipped_section(
             "off_domain_accepted": float(np.mean(top1_off >= f)),
             "clinc_oos_accepted": float(np.mean(top1_oos >= f)),
         }
-        for f in floors
+        for f in thresholds
     ]
 
     print(
@@ -683,6 +693,8 @@ def shipped_section(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data",
@@ -703,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--holdout",
         type=float,
         default=0.2,
-        help="share of each intent's train rows held out to choose floors",
+        help="share of each intent's train rows held out to choose min_similarity",
     )
     parser.add_argument(
         "--no-shipped", action="store_true", help="skip the section on the shipped intents"
@@ -775,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves = {}
     for aggregation, k in (("max", 1), (config.scoring.aggregation, config.scoring.top_k)):
         p = ev.predict(nb, aggregation, k, names)
-        curves[f"{aggregation} k={k}"] = floor_curve(
+        curves[f"{aggregation} k={k}"] = min_similarity_curve(
             p, val.gold, [0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
         )
     report["sets"]["all"]["floor_curves"] = curves

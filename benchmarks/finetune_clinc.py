@@ -15,16 +15,17 @@ in-batch "negative" shares the anchor's intent).
 
 - Training data: the 80% of each intent's CLINC150 train rows that ``clinc_accuracy.py``
   keeps (``split_train``, seed 0). The other 20% + train's 100 out-of-scope rows are
-  never trained on: they choose the ``min_similarity`` floor (index of the 80%), which
+  never trained on: they choose ``min_similarity`` (index of the 80%), which
   is then applied to val (index of all train). Val is never used to choose anything.
-- Metrics on val (3,000 in-scope + 100 out-of-scope): in-scope accuracy without a floor,
-  and with the held-out floor: overall accuracy with out-of-scope as a class, OOS
+- Metrics on val (3,000 in-scope + 100 out-of-scope): in-scope accuracy without a threshold,
+  and with the held-out min_similarity: overall accuracy with out-of-scope as a class, OOS
   recall / precision, in-scope accuracy (rejected in-scope rows count as wrong).
 - ``--per-intent N`` also runs the few-exemplar case: N exemplars per intent sampled
   from the 80% (seed 0), the model fine-tuned on those alone, index of those alone.
 
 Indexes are built with ``modeltriage.core.index.build_in_memory`` and scored with
-``modeltriage.core.policy.decide``; the floor sweep and metrics are ``clinc_accuracy.py``'s.
+``modeltriage.core.policy.decide``; the min_similarity sweep and metrics are
+``clinc_accuracy.py``'s.
 Fine-tuned weights go under /tmp only (``--save-dir``), never into the repository.
 
 Data: CLINC150 (Larson et al., 2019), CC BY 3.0, read from ../shared/data; never copied.
@@ -56,7 +57,7 @@ from _common import (
     render_table,
     write_json,
 )
-from clinc_accuracy import Prediction, best_floor, mcnemar, metrics, split_train
+from clinc_accuracy import Prediction, best_min_similarity, mcnemar, metrics, split_train
 
 AGGREGATION = "vote"
 TOP_K = 20
@@ -206,7 +207,7 @@ def evaluate(
     held_rows: Sequence[Any],
     config: Any,
 ) -> dict[str, Any]:
-    """Index ``val_intents`` for val and ``cal_intents`` for the held-out floor."""
+    """Index ``val_intents`` for val and ``cal_intents`` for the held-out min_similarity."""
     from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows
 
     t0 = time.perf_counter()
@@ -226,14 +227,14 @@ def evaluate(
     pv = predict(val_index, [r.text for r in val_rows], encoder, config, by_name)
     pc = predict(cal_index, [r.text for r in held_rows], encoder, config, by_name)
     vg, cg = gold(val_rows), gold(held_rows)
-    floor = best_floor(pc, cg)
+    min_similarity = best_min_similarity(pc, cg)
     ins = vg != -1
     return {
         "exemplars": val_index.manifest.exemplars,
         "encoder": val_index.manifest.encoder,
         "in_scope_acc_no_reject": float(np.mean(pv.pred[ins] == vg[ins])),
-        "heldout_floor": floor,
-        **metrics(pv.pred, pv.top1 < floor, vg),
+        "heldout_floor": min_similarity,  # the published key
+        **metrics(pv.pred, pv.top1 < min_similarity, vg),
         "val_top1_median_in_scope": float(np.median(pv.top1[ins])),
         "val_top1_median_oos": float(np.median(pv.top1[~ins])),
         "eval_s": time.perf_counter() - t0,
@@ -246,6 +247,8 @@ def pct(x: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Over 80 lines: a report section printed top to bottom, in the order of the
+    # published tables; this script is run by hand against data not in the repository.
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--intents", type=Path, default=REPO / "intents")

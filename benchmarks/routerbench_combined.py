@@ -73,7 +73,7 @@ from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
 from modeltriage.core.index import ExemplarRow, FaissIndex, LoadedIndex, build_in_memory
 from modeltriage.core.scoring import VOTE_TEMPERATURE, score_intents
-from modeltriage.learn.evaluation import CachingEncoder
+from modeltriage.learn.embedding_cache import CachingEncoder
 from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import evaluate_outcomes
 

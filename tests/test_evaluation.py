@@ -22,33 +22,41 @@ from modeltriage.core.config import Aggregation, RouterConfig
 from modeltriage.core.costs import flagship_cost_usd
 from modeltriage.core.decision import Verdict
 from modeltriage.core.encoders import Vectors
-from modeltriage.errors import ConfigError, InputError, ModelTriageError
+from modeltriage.errors import ConfigError, EvaluationError, InputError, ModelTriageError
 from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled, read_intents_jsonl
-from modeltriage.learn.evaluation import (
-    FLOOR_GRID,
-    CachingEncoder,
+from modeltriage.learn.embedding_cache import CachingEncoder, progress_bar
+from modeltriage.learn.eval_intents import (
+    IntentEvalRun,
+    check_options,
+    check_routable,
+    check_test,
+    check_training,
+    is_intent_name,
+    load_config_dir,
+    run_intent_eval,
+)
+from modeltriage.learn.eval_report import format_report
+from modeltriage.learn.evaluation import EvalOptions, evaluate_intents, first_refused, with_policy
+from modeltriage.learn.intent_metrics import (
     Confusion,
-    EvaluationError,
     Label,
-    apply_floor,
-    choose_floor,
     confusion_counts,
     cost_summary,
-    evaluate_intents,
-    first_refused,
-    format_report,
     in_scope_accuracy,
     macro_f1,
     oos_precision,
     oos_recall,
     overall_accuracy,
     per_intent_stats,
-    progress_bar,
     score,
-    split_held_out,
-    with_policy,
     worst_confusions,
 )
+from modeltriage.learn.min_similarity import (
+    MIN_SIMILARITY_GRID,
+    apply_min_similarity,
+    choose_min_similarity,
+)
+from modeltriage.learn.splits import split_by_intent
 
 from .conftest import ROUTER_YAML, SHIPPED_INTENTS
 
@@ -58,6 +66,8 @@ TEST = FIXTURE / "test.intents.jsonl"
 
 A, B, C = "a", "b", "c"
 OOS = None
+QUIET = EvalOptions(progress=False)
+TUNED = EvalOptions(tune_min_similarity=True, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -185,49 +195,55 @@ def test_score_collects_everything() -> None:
     assert scores.worst_confusions == (Confusion(B, A, 1, "y"),)
 
 
-def test_apply_floor_rejects_below_it_only() -> None:
-    assert apply_floor([A, B, C], [0.3, 0.5, 0.7], 0.5) == [OOS, B, C]
+def test_apply_min_similarity_rejects_below_it_only() -> None:
+    assert apply_min_similarity([A, B, C], [0.3, 0.5, 0.7], 0.5) == [OOS, B, C]
 
 
-# (gold, predicted without floor, confidences, floors, chosen)
-FLOOR_CASES: list[tuple[list[Label], list[Label], list[float], Sequence[float], float]] = [
-    # The out-of-scope row sits lowest: any floor in (0.2, 0.6] is perfect; middle of
+# (gold, predicted without a threshold, confidences, candidates, chosen)
+MIN_SIMILARITY_CASES: list[tuple[list[Label], list[Label], list[float], Sequence[float], float]] = [
+    # The out-of-scope row sits lowest: any threshold in (0.2, 0.6] is perfect; middle of
     # the tied grid points 0.3..0.6.
     ([A, B, OOS], [A, B, A], [0.8, 0.6, 0.2], (0.1, 0.3, 0.4, 0.5, 0.6, 0.7), 0.5),
-    # No out-of-scope rows: only floors rejecting nothing are best.
+    # No out-of-scope rows: only thresholds rejecting nothing are best.
     ([A, B], [A, B], [0.8, 0.6], (0.0, 0.5, 0.7), 0.5),
     # Rejecting a row the router gets wrong anyway costs nothing: 0.5 and 0.65 tie.
     ([A, B, OOS], [A, C, A], [0.8, 0.6, 0.4], (0.3, 0.5, 0.65, 0.9), 0.65),
 ]
 
 
-@pytest.mark.parametrize(("gold", "predicted", "confidences", "floors", "chosen"), FLOOR_CASES)
-def test_choose_floor(
+@pytest.mark.parametrize(
+    ("gold", "predicted", "confidences", "candidates", "chosen"), MIN_SIMILARITY_CASES
+)
+def test_choose_min_similarity(
     gold: list[Label],
     predicted: list[Label],
     confidences: list[float],
-    floors: Sequence[float],
+    candidates: Sequence[float],
     chosen: float,
 ) -> None:
-    assert choose_floor(gold, predicted, confidences, floors) == chosen
+    assert choose_min_similarity(gold, predicted, confidences, candidates) == chosen
 
 
-def test_choose_floor_needs_rows_and_the_default_grid_spans_cosines() -> None:
+def test_choose_min_similarity_needs_rows_and_the_default_grid_spans_cosines() -> None:
     with pytest.raises(ValueError):
-        choose_floor([], [], [])
-    assert FLOOR_GRID[0] == 0.0 and FLOOR_GRID[-1] == 1.0 and 0.45 in FLOOR_GRID
+        choose_min_similarity([], [], [])
+    assert (
+        MIN_SIMILARITY_GRID[0] == 0.0
+        and MIN_SIMILARITY_GRID[-1] == 1.0
+        and 0.45 in MIN_SIMILARITY_GRID
+    )
 
 
 def test_split_held_out_per_intent_with_all_oos_held() -> None:
     rows = [LabelledText(f"{i}{n}", i) for i in (A, B) for n in range(10)]
     rows += [LabelledText("x", OOS), LabelledText("solo", C)]
-    kept, held = split_held_out(rows, 0.2, seed=3)
+    kept, held = split_by_intent(rows, 0.2, seed=3)
     assert sorted(r.text for r in kept + held) == sorted(r.text for r in rows)
     assert [r.intent for r in held].count(A) == 2 and [r.intent for r in held].count(B) == 2
     assert OOS in [r.intent for r in held] and OOS not in [r.intent for r in kept]
     assert [r.text for r in kept if r.intent == C] == ["solo"]  # never held out entirely
-    assert split_held_out(rows, 0.2, seed=3) == (kept, held)
-    assert split_held_out(rows, 0.2, seed=4) != (kept, held)
+    assert split_by_intent(rows, 0.2, seed=3) == (kept, held)
+    assert split_by_intent(rows, 0.2, seed=4) != (kept, held)
 
 
 def _verdict(tier: str, model: str, cost: float, reason: str, tokens: int = 10) -> Verdict:
@@ -266,11 +282,11 @@ def test_cost_summary_against_always_flagship(config: RouterConfig) -> None:
 
 
 def test_with_policy_overrides_and_validates(config: RouterConfig) -> None:
-    changed = with_policy(config, top_k=1, aggregation="vote", floor=0.3)
+    changed = with_policy(config, top_k=1, aggregation="vote", min_similarity=0.3)
     assert (changed.scoring.top_k, changed.scoring.aggregation) == (1, "vote")
     assert changed.thresholds.min_similarity == 0.3
     assert changed.thresholds.margin == config.thresholds.margin
-    assert with_policy(config, disable_floor=True).thresholds.min_similarity is None
+    assert with_policy(config, no_min_similarity=True).thresholds.min_similarity is None
     assert with_policy(config) == config
     with pytest.raises(ValueError):
         with_policy(config, top_k=0)
@@ -322,11 +338,13 @@ def test_progress_bar_falls_back_without_tqdm(monkeypatch: pytest.MonkeyPatch) -
 def test_evaluate_matches_routers_built_directly(
     shipped_config: RouterConfig, train_rows: list[LabelledText], test_rows: list[LabelledText]
 ) -> None:
-    report = evaluate_intents(
-        train_rows, test_rows, shipped_config, HashingEncoder(), progress=False
-    )
+    report = evaluate_intents(train_rows, test_rows, shipped_config, HashingEncoder(), QUIET)
     assert (report.exemplars, report.intents) == (200, 20)
-    assert (report.floor, report.floor_source, report.floor_tuning) == (0.45, "config", None)
+    assert (report.min_similarity, report.min_similarity_source, report.min_similarity_tuning) == (
+        0.45,
+        "config",
+        None,
+    )
     texts, gold = [r.text for r in test_rows], [r.intent for r in test_rows]
     for result, policy in (
         (report.router, shipped_config),
@@ -337,27 +355,24 @@ def test_evaluate_matches_routers_built_directly(
         assert result.scores == score(gold, [d.intent for d in direct], texts)
         assert result.cost.total_usd == pytest.approx(sum(d.estimated_cost_usd for d in direct))
     assert (report.top1.aggregation, report.top1.top_k) == ("max", 1)
-    # Same floor, so both reject the same rows.
+    # Same min_similarity, so both reject the same rows.
     assert report.top1.scores.oos_recall == report.router.scores.oos_recall
     assert report.embedded_texts == len({*texts, *(r.text for r in train_rows if r.intent)})
     table = format_report(report)
     assert "floor 0.450 (from config)" in table and "weakest 10 intents by F1" in table
 
 
-def test_tuned_floor_never_looks_at_the_test_set(
+def test_tuned_min_similarity_never_looks_at_the_test_set(
     shipped_config: RouterConfig, train_rows: list[LabelledText], test_rows: list[LabelledText]
 ) -> None:
-    tuned = evaluate_intents(
-        train_rows, test_rows, shipped_config, HashingEncoder(), tune_floor=True, progress=False
-    )
-    other = evaluate_intents(
-        train_rows, test_rows[:7], shipped_config, HashingEncoder(), tune_floor=True, progress=False
-    )
-    assert tuned.floor_tuning is not None and tuned.floor_source == "tuned"
-    assert tuned.floor == tuned.floor_tuning.floor == other.floor
-    assert tuned.floor_tuning.held_out_in_scope == 40  # 2 of each intent's 10
-    assert tuned.floor_tuning.held_out_out_of_scope == 20
-    assert tuned.floor_tuning.tuning_exemplars == 160
+    tuned = evaluate_intents(train_rows, test_rows, shipped_config, HashingEncoder(), TUNED)
+    other = evaluate_intents(train_rows, test_rows[:7], shipped_config, HashingEncoder(), TUNED)
+    tuning = tuned.min_similarity_tuning
+    assert tuning is not None and tuned.min_similarity_source == "tuned"
+    assert tuned.min_similarity == tuning.min_similarity == other.min_similarity
+    assert tuning.held_out_in_scope == 40  # 2 of each intent's 10
+    assert tuning.held_out_out_of_scope == 20
+    assert tuning.tuning_exemplars == 160
     assert tuned.exemplars == 200  # the final router has every training row
 
 
@@ -369,16 +384,18 @@ def test_per_intent_sampling_and_overrides(
         test_rows,
         shipped_config,
         HashingEncoder(),
-        per_intent=3,
-        seed=1,
-        top_k=5,
-        aggregation="mean_top2",
-        floor=0.2,
-        progress=False,
+        EvalOptions(
+            per_intent=3,
+            seed=1,
+            top_k=5,
+            aggregation="mean_top2",
+            min_similarity=0.2,
+            progress=False,
+        ),
     )
     assert (report.exemplars, report.per_intent, report.seed) == (60, 3, 1)
     assert (report.router.aggregation, report.router.top_k) == ("mean_top2", 5)
-    assert (report.floor, report.floor_source) == (0.2, "--floor")
+    assert (report.min_similarity, report.min_similarity_source) == (0.2, "--floor")
 
 
 @pytest.mark.parametrize(
@@ -386,11 +403,16 @@ def test_per_intent_sampling_and_overrides(
     [
         ([LabelledText("x", OOS)], [LabelledText("y", OOS)], {}, "no in-scope row"),
         ([LabelledText("x", A)], [], {}, "no rows"),
-        ([LabelledText("x", A)], [LabelledText("y", A)], {"tune_floor": True}, "out-of-scope rows"),
         (
             [LabelledText("x", A)],
             [LabelledText("y", A)],
-            {"tune_floor": True, "floor": 0.3},
+            {"tune_min_similarity": True},
+            "out-of-scope rows",
+        ),
+        (
+            [LabelledText("x", A)],
+            [LabelledText("y", A)],
+            {"tune_min_similarity": True, "min_similarity": 0.3},
             "not both",
         ),
         (
@@ -409,7 +431,8 @@ def test_evaluate_refuses_what_it_cannot_evaluate(
     message: str,
 ) -> None:
     with pytest.raises(EvaluationError, match=message):
-        evaluate_intents(train, test, shipped_config, HashingEncoder(), progress=False, **kwargs)  # type: ignore[arg-type]
+        options = EvalOptions(progress=False, **kwargs)  # type: ignore[arg-type]
+        evaluate_intents(train, test, shipped_config, HashingEncoder(), options)
 
 
 # --------------------------------------------------------------------------- CLI handler
@@ -428,8 +451,9 @@ def _files(*argv: str, train: Path = TRAIN, test: Path = TEST) -> argparse.Names
 def test_run_eval_dispatches_to_the_kind_handler() -> None:
     args = _files()
     assert args.eval_handler is run_eval_intents
-    args.eval_handler = lambda parsed: 7 if parsed is args else 0
-    assert run_eval(args) == 7
+    fake = HashingEncoder()
+    args.eval_handler = lambda parsed, encoder: 7 if parsed is args and encoder is fake else 0
+    assert run_eval(args, fake) == 7
 
 
 def test_aggregation_choices_follow_the_config_schema() -> None:
@@ -528,11 +552,119 @@ def test_handler_refuses_bad_arguments_before_embedding(
         run_eval_intents(_files(*extra), HashingEncoder())
 
 
-def test_floor_and_tune_floor_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+def test_min_similarity_and_tuning_it_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         _files("--floor", "0.4", "--tune-floor")
     assert info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_new_flag_names_and_their_former_spellings_parse_alike() -> None:
+    for argv in (("--min-similarity", "0.4"), ("--floor", "0.4")):
+        args = _files(*argv)
+        assert (args.min_similarity, args.tune_min_similarity) == (0.4, False)
+    for flag in ("--tune-min-similarity", "--tune-floor"):
+        args = _files(flag)
+        assert (args.min_similarity, args.tune_min_similarity) == (None, True)
+
+
+def test_help_names_both_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _args("--help")
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in ("--min-similarity S, --floor S", "--tune-min-similarity, --tune-floor"):
+        assert flag in out
+
+
+def test_the_json_report_keeps_its_published_keys(
+    shipped_config: RouterConfig, train_rows: list[LabelledText], test_rows: list[LabelledText]
+) -> None:
+    tuned = evaluate_intents(train_rows, test_rows, shipped_config, HashingEncoder(), TUNED)
+    data = tuned.as_dict()
+    assert data["floor"] == tuned.min_similarity and data["floor_source"] == "tuned"
+    assert data["floor_tuning"]["floor"] == tuned.min_similarity
+    assert data["floor_tuning"]["held_out_rows"] == 60
+    assert not any("min_similarity" in key for key in data)
+    untuned = evaluate_intents(train_rows, test_rows, shipped_config, HashingEncoder(), QUIET)
+    assert untuned.as_dict()["floor_tuning"] is None
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def test_check_options_refuses_out_of_range_values(tmp_path: Path) -> None:
+    def run(**options: object) -> IntentEvalRun:
+        return IntentEvalRun(TRAIN, TEST, SHIPPED_INTENTS, EvalOptions(**options))  # type: ignore[arg-type]
+
+    check_options(run())
+    for options, message in (
+        ({"per_intent": 0}, "--per-intent must be at least 1"),
+        ({"top_k": 1001}, "--top-k must be between 1 and 1000"),
+        ({"min_similarity": -1.5}, "--floor is a cosine similarity"),
+    ):
+        with pytest.raises(InputError, match=message):
+            check_options(run(**options))
+    missing = IntentEvalRun(TRAIN, TEST, SHIPPED_INTENTS, json_path=tmp_path / "no" / "r.json")
+    with pytest.raises(InputError, match="does not exist"):
+        check_options(missing)
+
+
+def test_load_config_dir(tmp_path: Path) -> None:
+    assert load_config_dir(SHIPPED_INTENTS).flagship_tier
+    with pytest.raises(ConfigError, match="intents directory not found"):
+        load_config_dir(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"), [("a", True), ("book_flight-2.x", True), ("has space", False), (" a", False)]
+)
+def test_is_intent_name_follows_the_schema(name: str, valid: bool) -> None:
+    assert is_intent_name(name) is valid
+
+
+def test_check_training_and_test_name_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.jsonl", [ROW_A, "", ROW_OOS, '{"text": "z", "intent": "b c"}'])
+    rows = read_intents_jsonl(path)
+    with pytest.raises(ConfigError, match=r"t\.jsonl:4: intent 'b c' is not a valid"):
+        check_training(path, rows, tune=False)
+    check_training(path, rows[:2], tune=True)
+    with pytest.raises(ConfigError, match="needs out-of-scope rows"):
+        check_training(path, rows[:1], tune=True)
+    with pytest.raises(ConfigError, match="no in-scope rows"):
+        check_training(path, rows[1:2], tune=False)
+    check_test(path, rows[:3], {"a", "b c"})
+    with pytest.raises(ConfigError, match=r"t\.jsonl:4: intent 'b c' has no training rows"):
+        check_test(path, rows, {"a"})
+    with pytest.raises(ConfigError, match="no rows to evaluate"):
+        check_test(path, [], {"a"})
+
+
+def test_check_routable_names_the_line(tmp_path: Path, config: RouterConfig) -> None:
+    path = _write(
+        tmp_path / "t.jsonl", [ROW_A, "", json.dumps({"text": "y" * 40_000, "intent": "a"})]
+    )
+    rows = read_intents_jsonl(path)
+    check_routable(path, rows[:1], config)
+    with pytest.raises(ConfigError, match=r"t\.jsonl:3: text is 40000 bytes"):
+        check_routable(path, rows, config)
+
+
+def test_run_intent_eval_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    run = IntentEvalRun(TRAIN, TEST, SHIPPED_INTENTS, EvalOptions(progress=False), out)
+    report = run_intent_eval(run, HashingEncoder())
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written["test_file"] == str(TEST) and written["exemplars"] == report.exemplars
+    assert written["floor_source"] == "config"
+
+
+def test_run_intent_eval_reports_an_unwritable_json(tmp_path: Path) -> None:
+    (tmp_path / "r.json").mkdir()  # a directory where the file should go
+    run = IntentEvalRun(
+        TRAIN, TEST, SHIPPED_INTENTS, EvalOptions(progress=False), tmp_path / "r.json"
+    )
+    with pytest.raises(EvaluationError, match="cannot write the report"):
+        run_intent_eval(run, HashingEncoder())
 
 
 def test_eval_needs_a_kind(capsys: pytest.CaptureFixture[str]) -> None:
@@ -572,7 +704,7 @@ def test_clinc_slice_through_the_real_encoder(
     router, top1 = report["router"]["scores"], report["top1"]["scores"]
     assert report["floor_source"] == "tuned" and 0.3 <= report["floor"] <= 0.7
     # 20 well-separated intents with 10 exemplars each: a real encoder gets most right
-    # (measured: 80% in scope, 90% of out-of-scope rows caught, at floor 0.46).
+    # (measured: 80% in scope, 90% of out-of-scope rows caught, at min_similarity 0.46).
     assert router["in_scope_accuracy"] >= 0.7 and router["overall_accuracy"] >= 0.7
     assert top1["in_scope_accuracy"] >= 0.7
     assert router["oos_recall"] >= 0.5

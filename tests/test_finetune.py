@@ -12,14 +12,19 @@ import pytest
 from modeltriage import IndexStateError, InputError, Router
 from modeltriage.cli.main import main
 from modeltriage.core.encoders import SentenceTransformerEncoder
+from modeltriage.learn.datasets import LabelledText
 from modeltriage.learn.finetune import (
     FINETUNE_FILE,
     FinetuneInfo,
+    FinetuneSettings,
     check_rows,
+    finetune_from,
+    labelled_exemplars,
     prepare_output,
     read_info,
     rows_hash,
     training_batches,
+    training_rows,
 )
 
 from .conftest import ROUTER_YAML, TINY_INTENTS, write_intents
@@ -98,6 +103,47 @@ def test_a_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"no model\.safetensors"):
         SentenceTransformerEncoder(model_path=tmp_path / "empty")
+
+
+def test_labelled_exemplars_from_an_intents_dir_or_a_file(tmp_path: Path) -> None:
+    intents = write_intents(tmp_path / "intents", TINY_INTENTS)
+    from_dir = labelled_exemplars(intents_dir=intents)
+    assert from_dir and all(row.intent for row in from_dir)
+    path = tmp_path / "x.intents.jsonl"
+    path.write_text('{"text": "hi", "intent": "a"}\n{"text": "what", "intent": null}\n')
+    assert labelled_exemplars(exemplars=path) == [
+        LabelledText("hi", "a"),
+        LabelledText("what", None),
+    ]
+    with pytest.raises(InputError, match="give an intents directory"):
+        labelled_exemplars()
+
+
+def test_training_rows_hold_out_per_intent_but_hash_every_row() -> None:
+    labelled = [LabelledText(t, i) for i, t in ROWS] + [LabelledText("oos", None)]
+    rows, every = training_rows(labelled, 0.0)
+    assert rows == every == ROWS
+    rows, every = training_rows(labelled, 0.5)
+    assert every == ROWS
+    assert Counter(i for i, _ in rows) == {f"intent{i}": 2 for i in range(5)} | {"lonely": 1}
+    assert training_rows(labelled, 0.5) == (rows, every)  # seeded
+    for share in (-0.1, 1.0):
+        with pytest.raises(InputError, match="--hold-out must be from 0 to below 1"):
+            training_rows(labelled, share)
+
+
+def test_finetune_from_announces_then_checks_before_loading_a_model(tmp_path: Path) -> None:
+    path = tmp_path / "x.intents.jsonl"
+    path.write_text('{"text": "hi", "intent": "a"}\n{"text": "hey", "intent": "a"}\n')
+    heard: list[tuple[int, int]] = []
+    with pytest.raises(InputError, match="at least two intents"):
+        finetune_from(
+            tmp_path / "out",
+            exemplars=path,
+            settings=FinetuneSettings(),
+            announce=lambda rows, intents: heard.append((rows, intents)),
+        )
+    assert heard == [(2, 1)] and not (tmp_path / "out").exists()
 
 
 @pytest.mark.real

@@ -20,6 +20,7 @@ def test_all_is_the_public_api() -> None:
             "DecisionLogger",
             "Encoder",
             "Escalation",
+            "EvaluationError",
             "EventEntry",
             "Failover",
             "FeedbackEntry",

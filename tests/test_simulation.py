@@ -54,6 +54,14 @@ def test_bad_traffic_file_names_the_line(tmp_path: Path) -> None:
     path.write_text('{"text": "ok", "expected_difficulty": "tricky"}\n')
     with pytest.raises(ConfigError, match=r"t\.jsonl:1: expected_difficulty"):
         read_traffic(path)
+    path.write_text('{"text": "ok"}\n\n{not json\n')
+    with pytest.raises(ConfigError, match=r"t\.jsonl:3: invalid JSON"):
+        read_traffic(path)
+    path.write_text("\n")
+    with pytest.raises(ConfigError, match="traffic file has no requests"):
+        read_traffic(path)
+    with pytest.raises(ConfigError, match=r"missing\.jsonl: cannot read traffic file"):
+        read_traffic(tmp_path / "missing.jsonl")
 
 
 def test_shipped_traffic_sample_is_valid() -> None:

@@ -16,6 +16,7 @@ from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.options import RouteOptions
 from modeltriage.errors import (
     ConfigError,
+    EvaluationError,
     IndexMissingError,
     IndexStateError,
     InputError,
@@ -46,6 +47,7 @@ __all__ = [
     "DecisionLogger",
     "Encoder",
     "Escalation",
+    "EvaluationError",
     "EventEntry",
     "Failover",
     "FeedbackEntry",

@@ -12,8 +12,9 @@ The tree::
     ├── InputError (ValueError)   the request text is unusable (empty, too long)
     ├── LogStoreError             the decision log cannot be opened, migrated, read or written
     ├── UnknownDecisionError      a decision id that was never logged
-    └── InvalidEntryError (ValueError)
-                                  a log entry holds a value the log cannot store faithfully
+    ├── InvalidEntryError (ValueError)
+    │                             a log entry holds a value the log cannot store faithfully
+    └── EvaluationError           labelled data cannot be evaluated as asked
 """
 
 from __future__ import annotations
@@ -90,3 +91,7 @@ class UnknownDecisionError(ModelTriageError):
 
 class InvalidEntryError(ModelTriageError, ValueError):
     """A log or feedback entry holds a value the log cannot store faithfully."""
+
+
+class EvaluationError(ModelTriageError):
+    """Labelled data cannot be evaluated as asked (no rows, nothing to tune on...)."""

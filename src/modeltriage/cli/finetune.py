@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modeltriage.errors import InputError
-
 
 def add_finetune_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -16,7 +14,7 @@ def add_finetune_parser(sub: Any) -> None:
         help="fine-tune the encoder on the exemplars (contrastive; minutes on a CPU)",
         description="Fine-tune all-MiniLM-L6-v2 so exemplars of one intent embed close "
         "together and apart from other intents'. Then set encoder.path in router.yaml, "
-        "rebuild the index and re-tune the similarity floor.",
+        "rebuild the index and re-tune min_similarity.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--intents", type=Path, help="intents directory to train on")
@@ -35,64 +33,41 @@ def add_finetune_parser(sub: Any) -> None:
         type=float,
         default=0.0,
         help="train without this share of each intent's exemplars, drawn like "
-        "`eval intents --tune-floor` (seed 0), so the floor is tuned on rows the encoder "
-        "never saw (default: %(default)s)",
+        "`eval intents --tune-min-similarity` (seed 0), so min_similarity is tuned on "
+        "rows the encoder never saw (default: %(default)s)",
     )
     p.add_argument("--force", action="store_true", help="replace an earlier fine-tune in --out")
     p.set_defaults(handler=run_finetune)
 
 
-def training_rows(
-    args: argparse.Namespace,
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(rows to train on, every row of the source)."""
-    from modeltriage.learn.datasets import LabelledText, read_intents_jsonl
-    from modeltriage.learn.evaluation import split_held_out
-
-    if args.intents is not None:
-        from modeltriage.core.intents import load_intents
-
-        intent_set = load_intents(args.intents)
-        labelled = [
-            LabelledText(e.text, intent.name)
-            for intent in intent_set.intents
-            for e in intent.exemplars
-        ]
-    else:
-        labelled = read_intents_jsonl(args.exemplars)
-    if not 0 <= args.hold_out < 1:
-        raise InputError(f"--hold-out must be from 0 to below 1, got {args.hold_out}")
-    every = [(row.intent, row.text) for row in labelled if row.intent is not None]
-    if args.hold_out > 0:
-        labelled, _ = split_held_out(labelled, args.hold_out, seed=0)
-    return [(row.intent, row.text) for row in labelled if row.intent is not None], every
-
-
 def run_finetune(args: argparse.Namespace) -> int:
-    from modeltriage.learn.finetune import finetune
+    from modeltriage.learn.finetune import FinetuneSettings, finetune_from
 
-    rows, every = training_rows(args)
-    print(
-        f"fine-tuning on {len(rows):,} exemplars of {len({i for i, _ in rows})} intents "
-        f"({args.epochs} epoch(s), batches of {args.batch_size})",
-        file=sys.stderr,
-    )
+    def announce(exemplars: int, intents: int) -> None:
+        print(
+            f"fine-tuning on {exemplars:,} exemplars of {intents} intents "
+            f"({args.epochs} epoch(s), batches of {args.batch_size})",
+            file=sys.stderr,
+        )
 
     def progress(step: int, steps: int, loss: float) -> None:
         if step == 1 or step % 25 == 0 or step == steps:
             print(f"  step {step}/{steps}  loss {loss:.3f}", file=sys.stderr)
 
-    info = finetune(
-        rows,
+    info = finetune_from(
         args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        force=args.force,
+        intents_dir=args.intents,
+        exemplars=args.exemplars,
+        settings=FinetuneSettings(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            hold_out=args.hold_out,
+            force=args.force,
+        ),
         progress=progress,
-        source_rows=every,
-        hold_out=args.hold_out,
+        announce=announce,
     )
     print(
         f"wrote {args.out}: {info.steps} steps in {info.train_s:.0f} s, loss "
@@ -102,7 +77,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"  1. in router.yaml: encoder: {{path: {args.out}}}  (relative to the intents dir)")
     print("  2. modeltriage build --intents DIR   (the index must be re-embedded)")
     print(
-        "  3. re-tune the floor: similarities shift (modeltriage tune, or eval intents "
-        f"--encoder {args.out} --tune-floor)"
+        "  3. re-tune min_similarity: similarities shift (modeltriage tune, or eval intents "
+        f"--encoder {args.out} --tune-min-similarity)"
     )
     return 0

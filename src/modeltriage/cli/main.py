@@ -40,8 +40,8 @@ HANDLERS: dict[str, Handler] = {
     "tune": run_tune,
     "logs": run_logs,
     "learn": run_learn,
-    # The sub-CLIs take no encoder yet: `eval` and `finetune` load their own.
-    "eval": lambda args, _encoder: run_eval(args),
+    "eval": run_eval,
+    # Fine-tuning trains the real model: an injected encoder has nothing to offer it.
     "finetune": lambda args, _encoder: run_finetune(args),
     "serve": run_serve,
 }

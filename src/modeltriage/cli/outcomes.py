@@ -7,7 +7,10 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modeltriage.core.encoders import Encoder
 
 
 def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -84,7 +87,8 @@ def add_outcomes_parser(eval_sub: Any) -> None:
     p.set_defaults(eval_handler=run_outcomes)
 
 
-def run_outcomes(args: argparse.Namespace) -> int:
+def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> int:
+    """``modeltriage eval outcomes``; ``encoder`` defaults to the real one (tests pass theirs)."""
     from modeltriage.core.encoders import SentenceTransformerEncoder
     from modeltriage.learn.outcome_files import evaluate_outcome_files
     from modeltriage.learn.outcome_report import format_outcomes, plot_outcomes
@@ -94,7 +98,7 @@ def run_outcomes(args: argparse.Namespace) -> int:
         args.train,
         args.test,
         args.tiers,
-        SentenceTransformerEncoder,
+        SentenceTransformerEncoder if encoder is None else lambda: encoder,
         flagship=args.flagship,
         held_out=args.held_out,
         seed=args.seed,

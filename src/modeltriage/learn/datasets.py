@@ -6,7 +6,6 @@ out-of-scope request, which never becomes an exemplar.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from modeltriage.core.config import DIFFICULTIES, Difficulty, RouterConfig
 from modeltriage.core.intents import Exemplar, Intent, IntentSet
 from modeltriage.errors import ConfigError
+from modeltriage.learn.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -28,35 +28,22 @@ def read_intents_jsonl(path: Path | str) -> list[LabelledText]:
     """Read a labelled file, naming the file and line of any malformed row."""
     source = Path(path)
     rows: list[LabelledText] = []
-    try:
-        handle = source.open(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source) from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"invalid JSON: {exc.msg}", source, number) from None
-            if not isinstance(data, dict):
-                raise ConfigError("expected an object with text and intent", source, number)
-            # "expected_intent" is the traffic-sample spelling of the same label.
-            key = "intent" if "intent" in data else "expected_intent"
-            if key not in data:
-                raise ConfigError('expected an "intent" (null for out of scope)', source, number)
-            text, intent = data.get("text"), data.get(key)
-            if not isinstance(text, str) or not text.strip():
-                raise ConfigError("text must be a non-empty string", source, number)
-            if intent is not None and not isinstance(intent, str):
-                raise ConfigError("intent must be a string or null", source, number)
-            difficulty = data.get("difficulty", data.get("expected_difficulty"))
-            if difficulty is not None and difficulty not in DIFFICULTIES:
-                raise ConfigError(
-                    f"difficulty must be one of {', '.join(DIFFICULTIES)} or null", source, number
-                )
-            rows.append(LabelledText(text, intent, difficulty))
+    for number, data in read_jsonl(source, "an object with text and intent"):
+        # "expected_intent" is the traffic-sample spelling of the same label.
+        key = "intent" if "intent" in data else "expected_intent"
+        if key not in data:
+            raise ConfigError('expected an "intent" (null for out of scope)', source, number)
+        text, intent = data.get("text"), data.get(key)
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("text must be a non-empty string", source, number)
+        if intent is not None and not isinstance(intent, str):
+            raise ConfigError("intent must be a string or null", source, number)
+        difficulty = data.get("difficulty", data.get("expected_difficulty"))
+        if difficulty is not None and difficulty not in DIFFICULTIES:
+            raise ConfigError(
+                f"difficulty must be one of {', '.join(DIFFICULTIES)} or null", source, number
+            )
+        rows.append(LabelledText(text, intent, difficulty))
     return rows
 
 

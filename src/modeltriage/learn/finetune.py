@@ -5,7 +5,7 @@ sentence-transformers' ``MultipleNegativesRankingLoss``: each exemplar is an anc
 per epoch, with a random other exemplar of its intent as the positive, and the other
 pairs of its batch (all of other intents) as negatives. The router keeps its shape: the
 fine-tuned model only replaces the encoder (``encoder.path`` in router.yaml), so the index
-must be rebuilt and the similarity floor re-tuned. Measured on CLINC150 in
+must be rebuilt and ``min_similarity`` re-tuned. Measured on CLINC150 in
 docs/finetuning.md.
 
 A plain training loop around the library's own loss and tokenisation: the
@@ -26,11 +26,15 @@ from typing import Any
 
 from modeltriage.core.encoders import SentenceTransformerEncoder
 from modeltriage.core.index import ExemplarRow, content_hash
+from modeltriage.core.intents import load_intents
 from modeltriage.errors import ConfigError, InputError
+from modeltriage.learn.datasets import LabelledText, read_intents_jsonl
+from modeltriage.learn.splits import split_by_intent
 
 FINETUNE_FILE = "finetune.json"
 Pair = tuple[str, str]
 Progress = Callable[[int, int, float], None]  # step, steps, recent loss
+Announce = Callable[[int, int], None]  # exemplars, intents: before training starts
 
 
 def training_batches(
@@ -143,6 +147,44 @@ def prepare_output(out: Path, force: bool) -> None:
             raise InputError(f"{out} holds an earlier fine-tune: pass --force to replace it")
 
 
+def _train(
+    model: Any, batches: Sequence[Sequence[Pair]], lr: float, progress: Progress | None
+) -> list[float]:
+    """Train ``model`` in place on ``batches``; the loss of each step. Left in eval mode."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
+
+    model.train()
+    loss_fn = MultipleNegativesRankingLoss(model)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, len(batches) // 10)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    losses: list[float] = []
+    for step, batch in enumerate(batches):
+        anchors = model.preprocess([a for a, _ in batch])
+        positives = model.preprocess([p for _, p in batch])
+        loss = loss_fn([anchors, positives], torch.tensor([]))
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            recent = losses[-25:]
+            progress(step + 1, len(batches), sum(recent) / len(recent))
+    model.eval()
+    return losses
+
+
 def finetune(
     rows: Sequence[tuple[str, str]],
     out: Path,
@@ -170,43 +212,15 @@ def finetune(
     if not batches:
         raise InputError("no training batch could be made from these exemplars")
     import torch
-    from sentence_transformers.sentence_transformer.losses import (
-        MultipleNegativesRankingLoss,
-    )
 
+    # Seeded before the model loads, as the published runs were (loading draws from it).
     torch.manual_seed(seed)
     base = SentenceTransformerEncoder()
-    model: Any = base.model
-    model.train()
-    loss_fn = MultipleNegativesRankingLoss(model)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, len(batches) // 10)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (len(batches) - step) / max(1, len(batches) - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    losses: list[float] = []
     started = time.perf_counter()
-    for step, batch in enumerate(batches):
-        anchors = model.preprocess([a for a, _ in batch])
-        positives = model.preprocess([p for _, p in batch])
-        loss = loss_fn([anchors, positives], torch.tensor([]))
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            recent = losses[-25:]
-            progress(step + 1, len(batches), sum(recent) / len(recent))
+    losses = _train(base.model, batches, lr, progress)
     train_s = time.perf_counter() - started
-    model.eval()
     out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out))
+    base.model.save(str(out))
     head, tail = losses[:10], losses[-10:]
     info = FinetuneInfo(
         base_model=base.model_id,
@@ -226,3 +240,74 @@ def finetune(
     )
     info.write(out)
     return info
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """How :func:`finetune_from` trains; ``hold_out`` is the share of each intent's
+    exemplars left out, drawn like ``eval intents --tune-min-similarity`` (seed 0)."""
+
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 2e-5
+    seed: int = 0
+    hold_out: float = 0.0
+    force: bool = False
+
+
+def labelled_exemplars(
+    intents_dir: Path | None = None, exemplars: Path | None = None
+) -> list[LabelledText]:
+    """The exemplars of an intents directory, or the rows of a ``*.intents.jsonl``."""
+    if intents_dir is not None:
+        intent_set = load_intents(intents_dir)
+        return [
+            LabelledText(e.text, intent.name)
+            for intent in intent_set.intents
+            for e in intent.exemplars
+        ]
+    if exemplars is None:
+        raise InputError("give an intents directory or an exemplars file to train on")
+    return read_intents_jsonl(exemplars)
+
+
+def training_rows(
+    labelled: Sequence[LabelledText], hold_out: float
+) -> tuple[list[Pair], list[Pair]]:
+    """(intent, text) rows to train on, and every in-scope row of the source (for the
+    staleness hash); ``hold_out`` of each intent's rows is left out of the first."""
+    if not 0 <= hold_out < 1:
+        raise InputError(f"--hold-out must be from 0 to below 1, got {hold_out}")
+    every = [(row.intent, row.text) for row in labelled if row.intent is not None]
+    kept = list(labelled)
+    if hold_out > 0:
+        kept, _ = split_by_intent(kept, hold_out, seed=0)
+    return [(row.intent, row.text) for row in kept if row.intent is not None], every
+
+
+def finetune_from(
+    out: Path,
+    *,
+    intents_dir: Path | None = None,
+    exemplars: Path | None = None,
+    settings: FinetuneSettings = FinetuneSettings(),
+    progress: Progress | None = None,
+    announce: Announce | None = None,
+) -> FinetuneInfo:
+    """``modeltriage finetune``: read the exemplars of ``intents_dir`` (or the
+    ``exemplars`` file), hold some out, and fine-tune on the rest into ``out``."""
+    rows, every = training_rows(labelled_exemplars(intents_dir, exemplars), settings.hold_out)
+    if announce is not None:
+        announce(len(rows), len({intent for intent, _ in rows}))
+    return finetune(
+        rows,
+        out,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        force=settings.force,
+        progress=progress,
+        source_rows=every,
+        hold_out=settings.hold_out,
+    )

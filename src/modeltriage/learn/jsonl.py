@@ -11,18 +11,19 @@ from modeltriage.errors import ConfigError
 
 
 def read_jsonl(
-    path: Path | str, expected: str = "an object"
+    path: Path | str, expected: str = "an object", what: str = "file"
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for every non-blank line of ``path``.
 
     An unreadable file, invalid JSON or a line that is not an object raises
-    ``ConfigError`` naming the file and line; ``expected`` says what a line should be.
+    ``ConfigError`` naming the file and line; ``expected`` says what a line should be,
+    ``what`` what the file is ("cannot read traffic file").
     """
     source = Path(path)
     try:
         handle = source.open(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source) from None
+        raise ConfigError(f"cannot read {what}: {exc.strerror}", source) from None
     with handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():

@@ -5,16 +5,21 @@ Pure arithmetic over decisions already made: the router is not called here.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from modeltriage.core.config import DIFFICULTIES, Difficulty, RouterConfig
-from modeltriage.core.costs import cheapest_in_tier, estimate_tokens, model_cost
+from modeltriage.core.costs import (
+    cheapest_in_tier,
+    estimate_tokens,
+    flagship_cost_usd,
+    savings,
+)
 from modeltriage.core.decision import Decision
 from modeltriage.errors import ConfigError
+from modeltriage.learn.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -27,19 +32,9 @@ class TrafficRow:
 def read_traffic(path: Path | str) -> list[TrafficRow]:
     """Read ``{"text": str, "expected_intent": str | null (optional)}`` lines."""
     source = Path(path)
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read traffic file: {exc.strerror}", source) from None
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid JSON: {exc.msg}", source, number) from None
-        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+    for number, data in read_jsonl(source, 'an object with a string "text"', "traffic file"):
+        if not isinstance(data.get("text"), str):
             raise ConfigError('expected an object with a string "text"', source, number)
         expected = data.get("expected_intent")
         difficulty = data.get("expected_difficulty")
@@ -105,7 +100,6 @@ def simulate(
         raise ValueError("need one decision per traffic row, and at least one row")
     if not 0.0 <= escalation_rate <= 1.0:  # also refuses NaN
         raise ValueError(f"escalation_rate must be from 0 to 1, got {escalation_rate}")
-    output_tokens = config.cost.expected_output_tokens
     # A plan's second opinion is asked every time, escalated or not.
     first = sum(
         d.estimated_cost_usd + (0.0 if d.cascade is None else d.cascade.second_opinion_cost_usd)
@@ -113,13 +107,11 @@ def simulate(
     )
     escalations = sum(d.cascade.estimated_cost_usd for d in decisions if d.cascade is not None)
     routed = first + escalation_rate * escalations
-    flagship_name = ""
-    flagship = 0.0
-    for row in rows:
-        tokens = estimate_tokens(row.text, config.cost.chars_per_token)
-        spec = cheapest_in_tier(config, config.flagship_tier, tokens, output_tokens)
-        flagship_name = spec.name
-        flagship += model_cost(spec, tokens, output_tokens)
+    tokens = [estimate_tokens(row.text, config.cost.chars_per_token) for row in rows]
+    flagship = sum(flagship_cost_usd(config, n) for n in tokens)
+    # Named after the last request's: which flagship model is cheapest can depend on length.
+    output_tokens = config.cost.expected_output_tokens
+    flagship_name = cheapest_in_tier(config, config.flagship_tier, tokens[-1], output_tokens).name
     n = len(rows)
     labelled = [(r, d) for r, d in zip(rows, decisions, strict=True) if r.expected_intent]
     agreement = (
@@ -145,7 +137,7 @@ def simulate(
         flagship_model=flagship_name,
         daily_cost_usd=routed * scale,
         flagship_daily_cost_usd=flagship * scale,
-        savings_share=1 - routed / flagship if flagship > 0 else 0.0,
+        savings_share=savings(routed, flagship),
         cost_per_request_usd=routed / n,
         flagship_cost_per_request_usd=flagship / n,
         tier_share=_shares(Counter(d.tier for d in decisions), n),
@@ -180,7 +172,7 @@ def format_report(report: SimulationReport) -> str:
         flagship = report.flagship_daily_cost_usd
 
         def bound(cost: float) -> str:
-            saved = pct(1 - cost / flagship).strip() if flagship > 0 else "-"
+            saved = pct(savings(cost, flagship)).strip() if flagship > 0 else "-"
             return f"${cost:>12,.2f}/day  (savings {saved})"
 
         lines += [

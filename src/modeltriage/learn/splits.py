@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Labelled(Protocol):
+    """A row with an intent label; ``None`` is out of scope."""
+
+    @property
+    def intent(self) -> str | None: ...
+
+
+L = TypeVar("L", bound=Labelled)
 
 
 def seeded_split(items: Sequence[T], held_out: float, seed: int) -> tuple[list[T], list[T]]:
@@ -21,3 +31,30 @@ def seeded_split(items: Sequence[T], held_out: float, seed: int) -> tuple[list[T
     random.Random(seed).shuffle(order)
     cut = len(order) - round(len(order) * held_out)
     return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]]
+
+
+def split_by_intent(rows: Sequence[L], share: float, seed: int) -> tuple[list[L], list[L]]:
+    """(kept, held out): ``share`` of each intent's rows, drawn with ``seed``, is held out,
+    and so is every out-of-scope row (they never become exemplars anyway). Each intent
+    keeps at least one row.
+
+    Unlike :func:`seeded_split`, stratified: every intent keeps its own share, so a small
+    intent is never left without exemplars. ``eval intents --tune-min-similarity``,
+    ``finetune --hold-out`` and the CLINC benchmarks hold out the same rows for a seed.
+    """
+    by_intent: dict[str, list[L]] = {}
+    held: list[L] = []
+    for row in rows:
+        if row.intent is None:
+            held.append(row)
+        else:
+            by_intent.setdefault(row.intent, []).append(row)
+    rng = random.Random(seed)
+    kept: list[L] = []
+    for name in sorted(by_intent):
+        group = list(by_intent[name])
+        rng.shuffle(group)
+        cut = min(round(len(group) * share), len(group) - 1)
+        held.extend(group[:cut])
+        kept.extend(group[cut:])
+    return kept, held
