@@ -18,7 +18,7 @@ def client(fake_router: Router, serve: Serve) -> TestClient:
     return serve(fake_router)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def real_client(shipped_router: Router, serve: Serve) -> TestClient:
     return serve(shipped_router)
 
