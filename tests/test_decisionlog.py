@@ -29,9 +29,10 @@ from modeltriage.errors import InvalidEntryError, LogStoreError, UnknownDecision
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 from modeltriage.log.memory import MemoryStore
 from modeltriage.log.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, Migration
+from modeltriage.log.open import open_store
 from modeltriage.log.postgres import PostgresStore
 from modeltriage.log.sqlite import SQLiteStore
-from modeltriage.log.store import LogStore, open_store, write_entries
+from modeltriage.log.store import LogStore, write_entries
 from modeltriage.log.urls import (
     LOG_URL_ENV,
     configured_log_url,

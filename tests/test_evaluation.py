@@ -77,7 +77,7 @@ def config() -> RouterConfig:
 
 @pytest.fixture(scope="module")
 def shipped_config() -> RouterConfig:
-    from modeltriage.core.config import load_router_config
+    from modeltriage.core.intents import load_router_config
 
     return load_router_config(SHIPPED_INTENTS / "router.yaml")
 

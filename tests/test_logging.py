@@ -13,7 +13,7 @@ from modeltriage import HashingEncoder, RouteOptions, Router, load_intents
 from modeltriage.errors import LogStoreError, UnknownDecisionError
 from modeltriage.http.app import create_app
 from modeltriage.log.memory import MemoryStore
-from modeltriage.log.store import open_store
+from modeltriage.log.open import open_store
 
 from .conftest import Serve
 

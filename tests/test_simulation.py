@@ -125,7 +125,7 @@ def test_simulate_takes_the_escalation_rate_from_the_log(
     import dataclasses
 
     from modeltriage.log.entries import EventEntry
-    from modeltriage.log.store import open_store
+    from modeltriage.log.open import open_store
 
     from .test_logs_cli import entry
 

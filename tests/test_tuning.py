@@ -9,8 +9,8 @@ import pytest
 
 from modeltriage import ConfigError, RouteOptions, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.core.config import load_router_config
 from modeltriage.core.decision import Neighbour
+from modeltriage.core.intents import load_router_config
 from modeltriage.learn.splits import seeded_split
 from modeltriage.learn.tuning import (
     Case,

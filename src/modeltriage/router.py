@@ -37,7 +37,8 @@ from modeltriage.followup.failover import Chain, Failovers
 from modeltriage.followup.model_health import Clock, ModelHealth
 from modeltriage.followup.records import DecisionRecords
 from modeltriage.log.entries import EventEntry, LogEntry
-from modeltriage.log.store import LogStore, open_store
+from modeltriage.log.open import open_store
+from modeltriage.log.store import LogStore
 from modeltriage.log.urls import configured_log_url
 from modeltriage.log.writer import DecisionLogger
 

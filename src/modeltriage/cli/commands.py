@@ -102,8 +102,8 @@ def _escalation_rate(args: argparse.Namespace) -> float:
             )
         return rate
     from modeltriage.core.intents import load_intents
+    from modeltriage.log.open import open_store
     from modeltriage.log.report import checked_plans
-    from modeltriage.log.store import open_store
     from modeltriage.log.urls import configured_log_url
 
     intent_set = load_intents(args.intents)
@@ -145,8 +145,8 @@ def _parse_since(value: str | None) -> datetime | None:
 def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     """Reads the log only: ``encoder`` is accepted for a uniform signature and unused."""
     from modeltriage.core.intents import load_intents
+    from modeltriage.log.open import open_store
     from modeltriage.log.report import format_recent, format_summary, summarise
-    from modeltriage.log.store import open_store
     from modeltriage.log.urls import configured_log_url
 
     intent_set = load_intents(args.intents)

@@ -122,7 +122,7 @@ def _learn_plans(
 
 def _log_cases(args: argparse.Namespace, router: Router) -> TuningCases:
     from modeltriage.learn.tuning_cases import log_cases
-    from modeltriage.log.store import open_store
+    from modeltriage.log.open import open_store
     from modeltriage.log.urls import configured_log_url
 
     url = configured_log_url(router.config.log, args.intents, args.url or None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -17,13 +16,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
 from modeltriage.core.escalation_settings import EscalationSettings
-from modeltriage.core.yamlsource import YamlDocument
-from modeltriage.errors import ConfigError
 
 Difficulty = Literal["easy", "moderate", "hard"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "moderate", "hard")
@@ -360,34 +356,3 @@ class RouterConfig(Strict):
             for step, target in self.steps.items()
             if target.intent is not None and target.intent not in known
         ]
-
-
-def format_validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
-    # A misspelt key also makes the real key "missing": report the typo first.
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    first = errors[0]
-    loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc) or "file"
-    message = f"{where}: {first['msg']}"
-    if first["type"] == "extra_forbidden":
-        message = f"{where}: unknown key"
-    elif first["type"] == "literal_error" and loc and loc[-1] == "difficulty":
-        message = f"{where} must be one of {', '.join(DIFFICULTIES)}, got {first['input']!r}"
-    more = len(errors) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return doc.error(f"{message}{suffix}", loc)
-
-
-def load_router_config(path: Path) -> RouterConfig:
-    doc = YamlDocument.read(path)
-    if not isinstance(doc.data, dict):
-        raise doc.error("expected a mapping of router settings")
-    try:
-        config = RouterConfig.model_validate(doc.data)
-    except ValidationError as exc:
-        raise format_validation_error(doc, exc) from None
-    problems = config.problems()
-    if problems:
-        loc, message = problems[0]
-        raise doc.error(message, loc)
-    return config

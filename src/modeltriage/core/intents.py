@@ -17,13 +17,12 @@ from pydantic import (
 )
 
 from modeltriage.core.config import (
+    DIFFICULTIES,
     ROUTER_CONFIG_FILE,
     Difficulty,
     Name,
     RouterConfig,
     Strict,
-    format_validation_error,
-    load_router_config,
 )
 from modeltriage.core.yamlsource import YamlDocument
 from modeltriage.errors import ConfigError
@@ -72,6 +71,37 @@ class Intent(Strict):
 
     def exemplar_difficulty(self, exemplar: Exemplar) -> Difficulty:
         return self.difficulty if exemplar.difficulty is None else exemplar.difficulty
+
+
+def format_validation_error(doc: YamlDocument, exc: ValidationError) -> ConfigError:
+    # A misspelt key also makes the real key "missing": report the typo first.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "file"
+    message = f"{where}: {first['msg']}"
+    if first["type"] == "extra_forbidden":
+        message = f"{where}: unknown key"
+    elif first["type"] == "literal_error" and loc and loc[-1] == "difficulty":
+        message = f"{where} must be one of {', '.join(DIFFICULTIES)}, got {first['input']!r}"
+    more = len(errors) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return doc.error(f"{message}{suffix}", loc)
+
+
+def load_router_config(path: Path) -> RouterConfig:
+    doc = YamlDocument.read(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("expected a mapping of router settings")
+    try:
+        config = RouterConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise format_validation_error(doc, exc) from None
+    problems = config.problems()
+    if problems:
+        loc, message = problems[0]
+        raise doc.error(message, loc)
+    return config
 
 
 def load_intent_file(path: Path) -> tuple[Intent, YamlDocument]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from modeltriage.core.config import ROUTER_CONFIG_FILE, RouterConfig, load_router_config
+from modeltriage.core.config import ROUTER_CONFIG_FILE, RouterConfig
 from modeltriage.core.encoders import Encoder
-from modeltriage.core.intents import Intent
+from modeltriage.core.intents import Intent, load_router_config
 from modeltriage.errors import ConfigError, EvaluationError, InputError
 from modeltriage.learn.datasets import LabelledText, read_intents_jsonl
 from modeltriage.learn.evaluation import (

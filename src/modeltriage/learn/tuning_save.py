@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from modeltriage.core.config import load_router_config
+from modeltriage.core.intents import load_router_config
 from modeltriage.core.yamlsource import YamlDocument
 from modeltriage.errors import ConfigError
 

@@ -1,6 +1,5 @@
-"""The decision log's store contract (:class:`LogStore`), and :func:`open_store`, which
-picks the store a URL names: SQLite for a single host, PostgreSQL for a fleet, memory for
-tests."""
+"""The decision log's store contract (:class:`LogStore`): every store (memory, SQLite,
+PostgreSQL) implements it; :mod:`.open` picks one by URL."""
 
 from __future__ import annotations
 
@@ -8,12 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from modeltriage.errors import LogStoreError
 from modeltriage.log.entries import Entry, EventEntry, FeedbackEntry, LogEntry
-from modeltriage.log.memory import MemoryStore
-from modeltriage.log.postgres import PostgresStore
-from modeltriage.log.sqlite import SQLiteStore
-from modeltriage.log.urls import MEMORY_URL, is_postgres_url, mask_url, sqlite_path
 
 
 class LogStore(Protocol):
@@ -63,27 +57,6 @@ class LogStore(Protocol):
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: str) -> LogStore:
-    """Open (creating and migrating as needed) the store ``url`` names.
-
-    ``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a plain path: SQLite.
-    ``postgresql://...`` or ``postgres://...``: PostgreSQL (needs ``modeltriage[postgres]``).
-    ``memory:``: a fresh in-memory store, gone when the process ends.
-    """
-    url = url.strip()
-    if url == MEMORY_URL:
-        return MemoryStore()
-    if is_postgres_url(url):
-        return PostgresStore(url)
-    path = sqlite_path(url)
-    if path is None:
-        raise LogStoreError(
-            "unsupported log URL; use a file path, sqlite:///path.db, postgresql://... or memory:",
-            mask_url(url),
-        )
-    return SQLiteStore(path)
 
 
 def write_entries(store: LogStore, entries: Sequence[Entry]) -> None:
