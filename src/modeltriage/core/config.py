@@ -1,8 +1,6 @@
-"""Schemas for intent files and the router config, and loading them with file:line errors.
-
-An intents directory holds one intent per ``*.yaml`` file plus ``router.yaml``: the
-models with their prices, the tier order, and every threshold the policy uses. The
-thresholds live here and nowhere else.
+"""The router config's schema (``router.yaml``): the models with their prices, the tier
+order, and every threshold the policy uses. The thresholds live here and nowhere else.
+Loading it from YAML, with file:line errors, is :mod:`modeltriage.core.intents`' job.
 """
 
 from __future__ import annotations
