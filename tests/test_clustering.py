@@ -92,6 +92,14 @@ def test_learn_cli_clusters_with_the_real_encoder(
     assert "wrote 3 intents, 30 exemplars" in capsys.readouterr().out
     names = sorted(i.name for i in load_intents(out).intents)
     assert names == ["cluster_00", "cluster_01", "cluster_02"]
+
+
+def test_learn_cli_refuses_zero_clusters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [OutcomeRow(r.id, r.text, None, r.outcomes) for r in synthetic(30)]
+    source = write_rows(tmp_path / "untasked.outcomes.jsonl", rows)
+    tiers = "small=tiny,mid=medium,flagship=huge"
     bad = ["learn", str(source), "--tiers", tiers, "--out", str(tmp_path / "x"), "--clusters", "0"]
-    assert main(bad) == 1
+    assert main(bad, encoder=HashingEncoder()) == 1
     assert "--clusters must be at least 1" in capsys.readouterr().err

@@ -118,7 +118,6 @@ def test_simulate_cli_refuses_a_bad_escalation_rate(capsys: pytest.CaptureFixtur
     assert "--escalation-rate must be from 0 to 1" in capsys.readouterr().err
 
 
-@pytest.mark.real
 def test_simulate_takes_the_escalation_rate_from_the_log(
     make_intents: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -134,7 +133,8 @@ def test_simulate_takes_the_escalation_rate_from_the_log(
     traffic = tmp_path / "traffic.jsonl"
     traffic.write_text('{"text": "when do you open on sunday?"}\n')
     argv = ["simulate", "--intents", str(directory), "--traffic", str(traffic)]
-    assert main([*argv, "--escalation-rate", "log"]) == 1
+    fake = HashingEncoder()
+    assert main([*argv, "--escalation-rate", "log"], encoder=fake) == 1
     assert "no cascade plan in the log has had its answer checked" in capsys.readouterr().err
 
     store = open_store(f"sqlite://{directory / '.log' / 'd.sqlite3'}")
@@ -152,7 +152,7 @@ def test_simulate_takes_the_escalation_rate_from_the_log(
         ]
     )
     store.close()
-    assert main([*argv, "--escalation-rate", "log", "--json"]) == 0
+    assert main([*argv, "--escalation-rate", "log", "--json"], encoder=fake) == 0
     captured = capsys.readouterr()
     assert "1 of 4 checked plans escalated (25.0%)" in captured.err
     assert json.loads(captured.out)["escalation_rate"] == 0.25
