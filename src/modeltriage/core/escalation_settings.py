@@ -4,7 +4,7 @@ check itself lives in :mod:`modeltriage.followup.answers`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -19,18 +19,8 @@ Signal = Literal[
     "disagreement",
     "missing_second_answer",
 ]
-# The order reasons are reported in, whatever order they were found in.
-SIGNALS: tuple[Signal, ...] = (
-    "empty",
-    "truncated",
-    "refusal",
-    "hedge",
-    "no_choice",
-    "low_self_confidence",
-    "low_logprob",
-    "disagreement",
-    "missing_second_answer",
-)
+# The order signals are reported in, whatever order they were found in: the Literal's.
+SIGNALS: tuple[Signal, ...] = get_args(Signal)
 
 DEFAULT_HEDGE_PHRASES: tuple[str, ...] = (
     "I'm not sure",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from modeltriage.core.costs import savings
 from modeltriage.learn.outcome_eval import OutcomesReport
-from modeltriage.learn.plots import pyplot
+from modeltriage.learn.plots import pyplot, save
 from modeltriage.learn.tuning_report import format_threshold
 
 
@@ -104,9 +104,4 @@ def plot_outcomes(report: OutcomesReport, path: Path) -> None:
     ax.set_xlabel("total cost of the test prompts, USD (log scale)")
     ax.set_ylabel("mean quality")
     ax.set_title("Quality against cost on labelled outcomes")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, ax, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from modeltriage.learn.plots import pyplot
+from modeltriage.learn.plots import pyplot, save
 from modeltriage.learn.tuning import Point
 
 
@@ -84,9 +84,4 @@ def plot(
     ax.set_xlabel("cost relative to always-flagship")
     ax.set_ylabel("quality")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, ax, path)
