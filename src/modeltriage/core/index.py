@@ -287,32 +287,42 @@ def load_index(
         build, manifest = read_manifest(index_dir)
     except IndexMissingError as exc:
         raise IndexMissingError(f"{exc}; {hint}") from None
-    if manifest.format != FORMAT_VERSION:
-        raise StaleIndexError(
-            f"index in {index_dir} has format {manifest.format}, expected {FORMAT_VERSION}; {hint}"
-        )
-    if manifest.encoder != encoder.model_id or manifest.dim != encoder.dim:
-        raise StaleIndexError(
-            f"index in {index_dir} was built with encoder {manifest.encoder!r} "
-            f"(dim {manifest.dim}), but the router uses {encoder.model_id!r} "
-            f"(dim {encoder.dim}); {hint}"
-        )
-    if manifest.text_view != view_key:
-        raise StaleIndexError(
-            f"index in {index_dir} embeds the {manifest.text_view!r} part of long texts, "
-            f"but scoring.long_text asks for {view_key!r}; {hint}"
-        )
-    expected = content_hash(rows)
-    if manifest.content_hash != expected:
-        raise StaleIndexError(
-            f"index in {index_dir} is stale: built from {manifest.exemplars} exemplars of "
-            f"{manifest.intents} intents, the intent files now have {len(rows)} exemplars "
-            f"of {len({r.intent for r in rows})} intents or different texts; {hint}"
-        )
+    problem = manifest_problem(manifest, rows, view_key, encoder)
+    if problem is not None:
+        raise StaleIndexError(f"index in {index_dir} {problem}; {hint}")
     index = FaissIndex.read(build / "index.faiss")
     if index.size != len(rows):
         raise StaleIndexError(f"index in {build} holds {index.size} vectors, expected {len(rows)}")
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+
+
+def manifest_problem(
+    manifest: Manifest, rows: Sequence[ExemplarRow], view_key: str, encoder: Encoder | None = None
+) -> str | None:
+    """Why an index with ``manifest`` cannot serve ``rows`` (embedded with ``encoder``, when
+    given, through the ``view_key`` view of long texts), or None when it can. The one
+    staleness rule: loading, ``check`` and :func:`index_is_current` all ask it."""
+    if manifest.format != FORMAT_VERSION:
+        return f"has format {manifest.format}, expected {FORMAT_VERSION}"
+    if encoder is not None and (
+        manifest.encoder != encoder.model_id or manifest.dim != encoder.dim
+    ):
+        return (
+            f"was built with encoder {manifest.encoder!r} (dim {manifest.dim}), but the router "
+            f"uses {encoder.model_id!r} (dim {encoder.dim})"
+        )
+    if manifest.text_view != view_key:
+        return (
+            f"embeds the {manifest.text_view!r} part of long texts, but scoring.long_text "
+            f"asks for {view_key!r}"
+        )
+    if manifest.content_hash != content_hash(rows):
+        return (
+            f"is stale: built from {manifest.exemplars} exemplars of {manifest.intents} "
+            f"intents, the intent files now have {len(rows)} exemplars of "
+            f"{len({r.intent for r in rows})} intents or different texts"
+        )
+    return None
 
 
 def index_is_current(
@@ -320,10 +330,5 @@ def index_is_current(
 ) -> bool:
     with contextlib.suppress(IndexMissingError, StaleIndexError):
         _, manifest = read_manifest(index_dir)
-        return (
-            manifest.format == FORMAT_VERSION
-            and manifest.encoder == encoder_id
-            and manifest.text_view == view_key
-            and manifest.content_hash == content_hash(rows)
-        )
+        return manifest.encoder == encoder_id and manifest_problem(manifest, rows, view_key) is None
     return False

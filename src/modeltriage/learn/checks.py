@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modeltriage.core.encoders import fine_tuned_model_id
-from modeltriage.core.index import Manifest, content_hash, exemplar_rows, read_manifest
+from modeltriage.core.index import Manifest, exemplar_rows, manifest_problem, read_manifest
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.errors import ConfigError, IndexStateError
 from modeltriage.learn.finetune import read_info, rows_hash
@@ -53,7 +53,7 @@ def check_index(intents_dir: Path | str, encoder_id: str | None = None) -> Index
     except IndexStateError as exc:
         return replace(found, problem=f"index: {exc}")
     view_key = intent_set.config.scoring.view_key
-    if manifest.content_hash != content_hash(rows) or manifest.text_view != view_key:
+    if manifest_problem(manifest, rows, view_key) is not None:
         return replace(found, problem=f"index: stale (built {manifest.built_at})")
     if encoder_id is not None:
         problem = None
