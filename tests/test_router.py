@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from modeltriage import Decision, InputError, RouteOptions, Router
@@ -147,3 +149,22 @@ def test_escalate_names_the_next_model_up(fake_router: Router) -> None:
     assert fake_router.escalate(hedge, model="big-a").to_model is None
     with pytest.raises(InputError, match="give `model`"):
         fake_router.escalate("x")
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"max_cost_usd": float("nan")}, "max_cost_usd must be a number greater than 0, got nan"),
+        ({"max_latency_ms": float("inf")}, "max_latency_ms must be a number greater than 0"),
+        ({"max_cost_usd": 10**400}, "max_cost_usd must be a number greater than 0"),
+        ({"step": "\ud800" * 300}, "step:"),
+        ({"metadata": {"k": [1]}}, "metadata.k"),
+        ({"explain": "yes"}, "explain:"),
+        ({"tenant": "acme"}, "tenant: Extra inputs are not permitted"),
+    ],
+)
+def test_route_options_refuse_hostile_values_naming_the_field(
+    fields: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        RouteOptions(**fields)  # type: ignore[arg-type]

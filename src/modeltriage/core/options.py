@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -24,7 +25,19 @@ Metadata = Annotated[
     dict[Annotated[str, Field(max_length=100)], MetadataValue],
     Field(max_length=50, description="stored with the logged decision: tenant, conversation..."),
 ]
-Budget = Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]
+
+
+def _fits_a_float(value: object) -> object:
+    # A 400-digit integer would overflow the comparison with 0 (an OverflowError, not a
+    # validation error): refuse it first, as the out-of-range number it is.
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        raise ValueError("number too large")
+    return value
+
+
+Budget = Annotated[
+    StrictFloat | StrictInt, BeforeValidator(_fits_a_float), Field(gt=0, allow_inf_nan=False)
+]
 
 
 class CallerInput(BaseModel):
