@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -425,3 +426,99 @@ def test_replicas_share_marks_through_a_sqlite_log(
     assert two.route(SUNDAY).model == "small-b"
     one.close()
     two.close()
+
+
+# --- hostile cooldowns: bounded by health.max_cooldown_s, and a refusal marks nothing ----
+
+LIMITED_YAML = STEPS_YAML.replace("  cooldown_s: 30\n", "  cooldown_s: 30\n  max_cooldown_s: 600\n")
+
+
+@pytest.mark.parametrize(
+    ("cooldown", "fragment"),
+    [
+        (1e12, "at most 600 seconds (health.max_cooldown_s), got 1e+12"),
+        (601, "at most 600 seconds"),
+        (10**400, "got an integer of 1329 bits"),
+        (float("inf"), "at most 600 seconds"),
+        (float("nan"), "more than 0"),
+        (-1, "more than 0"),
+        ("60", "must be a number of seconds, got str"),
+        (True, "must be a number of seconds, got bool"),
+    ],
+)
+def test_a_hostile_cooldown_is_refused_and_marks_nothing(
+    make_intents: Callable[..., Path], clock: FakeClock, cooldown: object, fragment: str
+) -> None:
+    from modeltriage.log.memory import MemoryStore
+
+    store = MemoryStore()
+    intent_set = load_intents(make_intents(TINY_INTENTS, LIMITED_YAML))
+    router = Router.in_memory(
+        intent_set, HashingEncoder(), exact_numpy=True, log=store, clock=clock
+    )
+    with pytest.raises(InputError) as caught:
+        router.mark_unhealthy("small-a", cooldown)  # type: ignore[arg-type]
+    assert fragment in str(caught.value)
+    assert router.unhealthy_models() == {}
+    assert store.unhealthy_until(datetime.now(timezone.utc)) == {}
+    assert router.mark_unhealthy("small-a", 600) == 600  # the limit itself is allowed
+    router.close()
+
+
+def test_the_default_cooldown_limit_is_an_hour(router: Router) -> None:
+    assert router.config.health.max_cooldown_s == 3600
+    assert router.mark_unhealthy("small-a", 3600) == 3600
+    with pytest.raises(InputError, match="at most 3600 seconds"):
+        router.mark_unhealthy("mid-a", 3601)
+    assert list(router.unhealthy_models()) == ["small-a"]
+
+
+@pytest.mark.parametrize(
+    ("health", "fragment"),
+    [
+        ("  cooldown_s: 30\n  max_cooldown_s: 10\n", "cooldown_s (30) is over max_cooldown_s (10)"),
+        ("  max_cooldown_s: 0\n", "max_cooldown_s"),
+        ("  max_cooldown_s: .inf\n", "max_cooldown_s"),
+        ("  max_cooldown_s: 1e12\n", "max_cooldown_s"),
+        ("  cooldown_s: .inf\n", "cooldown_s"),
+    ],
+)
+def test_bad_cooldown_settings_are_config_errors(
+    make_intents: Callable[..., Path], health: str, fragment: str
+) -> None:
+    yaml = STEPS_YAML.replace("health:\n  cooldown_s: 30\n", "health:\n" + health)
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_intents(make_intents(TINY_INTENTS, yaml))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"cooldown_s": 1e12}',
+        '{"cooldown_s": 3601}',
+        '{"cooldown_s": 1' + "0" * 400 + "}",
+        '{"cooldown_s": 1e309}',
+        '{"cooldown_s": NaN}',
+        '{"cooldown_s": Infinity}',
+    ],
+)
+def test_a_hostile_cooldown_over_http_is_a_422_and_marks_nothing(
+    client: TestClient, body: str
+) -> None:
+    r = client.post(
+        "/health/models/small-a/unhealthy",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert "cooldown_s" in r.text
+    assert client.get("/health/models").json() == {"unhealthy": []}
+    assert client.get("/healthz").json()["unhealthy_models"] == []
+
+
+def test_an_over_limit_cooldown_over_http_names_the_limit(client: TestClient) -> None:
+    r = client.post("/health/models/small-a/unhealthy", json={"cooldown_s": 1e10})
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": "cooldown_s must be at most 3600 seconds (health.max_cooldown_s), got 1e+10"
+    }

@@ -185,11 +185,23 @@ class EncoderSettings(Strict):
     )
 
 
+# A year: far beyond any outage a cooldown stands for, and far below the clock's range
+# (a mark ends at a datetime, which stops at the year 9999).
+MAX_COOLDOWN_S = 365 * 24 * 3600.0
+
+
 class HealthSettings(Strict):
     """How long a model marked unhealthy (it errored or timed out) is skipped."""
 
     cooldown_s: float = Field(
         default=60.0, gt=0, description="default cooldown of Router.mark_unhealthy, in seconds"
+    )
+    max_cooldown_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=MAX_COOLDOWN_S,
+        description="the longest cooldown a call may ask for, in seconds: a mark cannot "
+        "outlive a misconfigured or hostile caller for long",
     )
     shared: bool = Field(
         default=True,
@@ -199,6 +211,14 @@ class HealthSettings(Strict):
     refresh_s: float = Field(
         default=2.0, ge=0, description="how often shared marks are read from the log, seconds"
     )
+
+    @model_validator(mode="after")
+    def _default_within_the_limit(self) -> HealthSettings:
+        if self.cooldown_s > self.max_cooldown_s:
+            raise ValueError(
+                f"cooldown_s ({self.cooldown_s:g}) is over max_cooldown_s ({self.max_cooldown_s:g})"
+            )
+        return self
 
 
 class ConversationSettings(Strict):

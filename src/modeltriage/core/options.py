@@ -27,16 +27,17 @@ Metadata = Annotated[
 ]
 
 
-def _fits_a_float(value: object) -> object:
-    # A 400-digit integer would overflow the comparison with 0 (an OverflowError, not a
-    # validation error): refuse it first, as the out-of-range number it is.
+def fits_a_float(value: object) -> object:
+    """A before-validator for a number field: a 400-digit integer would overflow the
+    finiteness check (an OverflowError, not a validation error), so it is refused first,
+    as the out-of-range number it is."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
         raise ValueError("number too large")
     return value
 
 
 Budget = Annotated[
-    StrictFloat | StrictInt, BeforeValidator(_fits_a_float), Field(gt=0, allow_inf_nan=False)
+    StrictFloat | StrictInt, BeforeValidator(fits_a_float), Field(gt=0, allow_inf_nan=False)
 ]
 
 

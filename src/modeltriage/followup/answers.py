@@ -17,7 +17,15 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.costs import cheapest_in_tier
@@ -29,11 +37,13 @@ from modeltriage.core.escalation_settings import (
     Signal,
 )
 from modeltriage.core.inputs import check_model
-from modeltriage.core.options import CallerInput
+from modeltriage.core.options import CallerInput, fits_a_float
 from modeltriage.errors import InputError
 
 Choices = Sequence[str] | Mapping[str, str]
-LogProb = Annotated[StrictFloat | StrictInt, Field(le=0, allow_inf_nan=False)]
+LogProb = Annotated[
+    StrictFloat | StrictInt, BeforeValidator(fits_a_float), Field(le=0, allow_inf_nan=False)
+]
 
 
 class Answer(CallerInput):

@@ -73,10 +73,31 @@ class Failovers:
 
     def mark_unhealthy(self, model: str, cooldown_s: float | None = None) -> float:
         """Skip ``model`` in decisions and failovers for ``cooldown_s`` seconds (default
-        ``health.cooldown_s``); returns the seconds left. Marking again restarts it."""
+        ``health.cooldown_s``, at most ``health.max_cooldown_s``); returns the seconds
+        left. Marking again restarts it. A refused cooldown marks nothing."""
         check_model(self._config, model, "mark_unhealthy")
+        limit = self._config.health.max_cooldown_s
         if cooldown_s is None:
             cooldown_s = self._config.health.cooldown_s
+        if isinstance(cooldown_s, bool) or not isinstance(cooldown_s, int | float):
+            raise InputError(
+                f"cooldown_s must be a number of seconds, got {type(cooldown_s).__name__}"
+            )
         if not cooldown_s > 0:  # also refuses NaN
             raise InputError(f"cooldown_s must be more than 0 seconds, got {cooldown_s!r}")
-        return self._health.mark(model, cooldown_s)
+        # Compared before any conversion: a 400-digit integer is over the limit, not an
+        # OverflowError.
+        if cooldown_s > limit:
+            raise InputError(
+                f"cooldown_s must be at most {limit:g} seconds (health.max_cooldown_s), "
+                f"got {_seconds(cooldown_s)}"
+            )
+        return self._health.mark(model, float(cooldown_s))
+
+
+def _seconds(value: float) -> str:
+    """A number for a message; a huge integer is described, not printed (printing one
+    of thousands of digits fails)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return f"{value:g}"

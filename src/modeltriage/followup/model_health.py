@@ -64,11 +64,13 @@ class ModelHealth:
 
     def mark(self, model: str, cooldown_s: float) -> float:
         """Mark ``model`` unhealthy for ``cooldown_s`` seconds from now (a later mark
-        replaces an earlier one); returns the seconds left."""
+        replaces an earlier one); returns the seconds left. The caller bounds
+        ``cooldown_s`` (``health.max_cooldown_s``); the shared end is computed before
+        anything is marked, so a cooldown past the calendar marks nothing."""
+        until = self._wall() + timedelta(seconds=cooldown_s)
         with self._lock:
             self._until[model] = self._clock() + cooldown_s
         if self._shared is not None:
-            until = self._wall() + timedelta(seconds=cooldown_s)
             try:
                 self._shared.mark_unhealthy(model, until)
             except Exception as exc:  # the local mark still holds: failover must not fail

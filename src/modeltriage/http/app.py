@@ -11,14 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from modeltriage import __version__
-from modeltriage.errors import (
-    InputError,
-    InvalidEntryError,
-    LogStoreError,
-    MissingDependencyError,
-    ModelTriageError,
-    UnknownDecisionError,
-)
+from modeltriage.errors import MissingDependencyError
 from modeltriage.router import Router
 
 try:
@@ -27,6 +20,8 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
+from modeltriage.http.body_checks import body_problem
+from modeltriage.http.error_responses import install_error_handlers
 from modeltriage.http.routes import api, current
 
 # JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
@@ -89,22 +84,11 @@ def create_app(
                 {"detail": f"request body is not valid UTF-8 (byte {exc.start})"},
                 status_code=400,
             )
+        found = body_problem(body)
+        if found is not None:
+            return JSONResponse({"detail": [found]}, status_code=422)
         return await call_next(request)
 
-    @app.exception_handler(InputError)
-    async def input_error(request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=413 if exc.too_large else 422)
-
-    @app.exception_handler(ModelTriageError)
-    async def library_error(request: Request, exc: ModelTriageError) -> JSONResponse:
-        status = 500
-        if isinstance(exc, UnknownDecisionError):
-            status = 404
-        elif isinstance(exc, InvalidEntryError):
-            status = 422
-        elif isinstance(exc, LogStoreError):
-            status = 503
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
+    install_error_handlers(app)
     app.include_router(api)
     return app

@@ -124,8 +124,9 @@ def logged_decision(decision_id: str, request: Request) -> LoggedDecision:
 def mark_unhealthy(
     name: str, request: Request, body: UnhealthyRequest | None = None
 ) -> UnhealthyModel:
-    cooldown = None if body is None or body.cooldown_s is None else float(body.cooldown_s)
-    left = current(request).mark_unhealthy(name, cooldown)
+    # Passed as sent: the library compares it with health.max_cooldown_s before any
+    # conversion (a 400-digit integer would overflow a float).
+    left = current(request).mark_unhealthy(name, None if body is None else body.cooldown_s)
     return UnhealthyModel(model=name, seconds_left=round(left, 3))
 
 

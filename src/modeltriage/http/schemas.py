@@ -61,8 +61,14 @@ class NextModelResponse(BaseModel):
 class UnhealthyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cooldown_s: Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        default=None, description="default: health.cooldown_s of router.yaml"
+    # Integers are not checked for finiteness (a 400-digit one would overflow the check):
+    # the library compares any size with health.max_cooldown_s and names the limit.
+    cooldown_s: (
+        Annotated[Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt, Field(gt=0)]
+        | None
+    ) = Field(
+        default=None,
+        description="default: health.cooldown_s of router.yaml; at most health.max_cooldown_s",
     )
 
 
