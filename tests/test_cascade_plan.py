@@ -208,6 +208,7 @@ def test_lookup_without_a_log_is_a_clear_503(
 # --- real encoder, real FAISS index, shipped intents -------------------------------------
 
 
+@pytest.mark.real
 def test_shipped_intents_plan_cascades_with_the_real_encoder(
     tmp_path: Path, real_encoder: SentenceTransformerEncoder
 ) -> None:
