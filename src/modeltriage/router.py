@@ -43,20 +43,25 @@ from modeltriage.log.urls import configured_log_url
 from modeltriage.log.writer import DecisionLogger
 
 
-def encoder_for(intent_set: IntentSet) -> SentenceTransformerEncoder:
-    """The encoder router.yaml asks for: a fine-tuned model (``encoder.path``, relative to
-    the intents directory) or the packaged all-MiniLM-L6-v2."""
-    path = intent_set.config.encoder.path
-    if path is None:
-        return SentenceTransformerEncoder()
+def encoder_for(intent_set: IntentSet, export: bool = False) -> Encoder:
+    """The encoder router.yaml asks for: its ``backend`` running a fine-tuned model
+    (``encoder.path``, relative to the intents directory) or the packaged all-MiniLM-L6-v2.
+    ``export``: an ONNX backend exports the model when its cache lacks it (build time);
+    otherwise a missing export is an error, so serving never needs torch."""
+    settings = intent_set.config.encoder
     base = Path(".") if intent_set.source is None else intent_set.source
-    return SentenceTransformerEncoder(model_path=base / path)
+    model_path = None if settings.path is None else base / settings.path
+    if settings.backend == "torch":
+        return SentenceTransformerEncoder(model_path=model_path)
+    from modeltriage.core.onnx_encoder import OnnxEncoder
+
+    return OnnxEncoder(settings.backend, model_path, threads=settings.threads, export=export)
 
 
 def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = None) -> Manifest:
     """Embed every exemplar under ``intents_dir`` and save the index beside the intents."""
     intent_set = load_intents(intents_dir)
-    encoder = encoder_for(intent_set) if encoder is None else encoder
+    encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
     loaded = build_in_memory(
         exemplar_rows(intent_set.intents), encoder, FaissIndex, intent_set.config.scoring
     )
@@ -134,7 +139,7 @@ class Router:
         ``log``: see :func:`open_logger`; ``False`` turns decision logging off.
         """
         intent_set = load_intents(intents_dir)
-        encoder = encoder_for(intent_set) if encoder is None else encoder
+        encoder = encoder_for(intent_set, export=build_if_needed) if encoder is None else encoder
         rows = exemplar_rows(intent_set.intents)
         try:
             index = load_index(

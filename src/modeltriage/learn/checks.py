@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from modeltriage.core.encoders import fine_tuned_model_id
+from modeltriage.core.encoders import backend_of, fine_tuned_model_id
 from modeltriage.core.index import Manifest, exemplar_rows, manifest_problem, read_manifest
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.errors import ConfigError, IndexStateError
@@ -68,8 +68,12 @@ def _check_encoder(
 ) -> IndexCheck:
     """Whether the index was built by the encoder router.yaml names; notes when a
     fine-tuned encoder was trained on other exemplars than today's (it still works)."""
-    built_with = manifest.encoder
+    built_with, backend = backend_of(manifest.encoder)
     path = intent_set.config.encoder.path
+    if backend != intent_set.config.encoder.backend:
+        wanted_backend = intent_set.config.encoder.backend
+        mismatch = f"index: built with the {backend} encoder backend, router.yaml names "
+        return replace(found, problem=mismatch + wanted_backend, manifest=manifest)
     if path is None:
         problem = None
         if "+ft:" in built_with:

@@ -1,0 +1,158 @@
+"""The ONNX encoder backends (``onnx``, ``onnx-int8``): the exported MiniLM run with
+onnxruntime and the ``tokenizers`` library, no torch. Vectors match the torch encoder's:
+same truncation, mean pooling over the attention mask, then L2 normalisation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from modeltriage.core import onnx_files
+from modeltriage.core.encoders import (
+    SentenceTransformerEncoder,
+    Vectors,
+    model_digest,
+    normalise,
+    packaged_model_dir,
+)
+from modeltriage.core.onnx_export import FP32_NAME, INPUTS, INT8_NAME, ensure_export
+from modeltriage.errors import ConfigError, MissingDependencyError
+
+OnnxBackend = Literal["onnx", "onnx-int8"]
+
+# Measured on the 2-core machine (docs/benchmarks.md): one thread is fastest for one
+# short query, and leaves the other core to the web server.
+DEFAULT_THREADS = 1
+
+
+def _max_seq_length(model_dir: Path) -> int:
+    """sentence-transformers' truncation length, from the model's own settings."""
+    path = model_dir / "sentence_bert_config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["max_seq_length"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read max_seq_length: {exc}", path) from None
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"max_seq_length must be a positive integer, not {value!r}", path)
+    return value
+
+
+def _check_mean_pooling(model_dir: Path) -> None:
+    """The ONNX backends pool by mean only; another pooling would silently change vectors."""
+    path = model_dir / "1_Pooling" / "config.json"
+    try:
+        mean = json.loads(path.read_text(encoding="utf-8")).get("pooling_mode_mean_tokens")
+    except (OSError, ValueError, AttributeError):
+        mean = None
+    if mean is not True:
+        raise ConfigError("the ONNX encoder supports mean pooling only; use backend: torch", path)
+
+
+class OnnxEncoder:
+    """The packaged all-MiniLM-L6-v2 (or a fine-tuned copy, ``model_path``) as ONNX.
+
+    ``export=True`` exports the model first when the cache lacks it (needs torch, at
+    build time); otherwise a missing or damaged export is a ConfigError naming the file.
+    """
+
+    def __init__(
+        self,
+        backend: OnnxBackend = "onnx-int8",
+        model_path: Path | str | None = None,
+        threads: int | None = None,
+        export: bool = False,
+    ) -> None:
+        model_dir = packaged_model_dir() if model_path is None else Path(model_path)
+        if not model_dir.is_dir():
+            raise ConfigError("fine-tuned model directory not found", model_dir)
+        _check_mean_pooling(model_dir)
+        weights = model_digest(model_dir)
+        name = INT8_NAME if backend == "onnx-int8" else FP32_NAME
+        path = onnx_files.export_dir(weights) / name
+        if export and onnx_files.problem(path) is not None:
+            folder = onnx_files.writable_export_dir(weights)
+            path = ensure_export(model_dir, folder, int8=backend == "onnx-int8")
+        file_hash = onnx_files.checked_sha256(path)
+        base = (
+            SentenceTransformerEncoder.BASE_ID
+            if model_path is None
+            else f"{SentenceTransformerEncoder.BASE_ID}+ft:{weights[:12]}"
+        )
+        # The file's hash is in the id, so an index built by another export is refused.
+        self._model_id = f"{base} [{backend} {file_hash[:12]}]"
+        self._path = path
+        self._session = _session(path, DEFAULT_THREADS if threads is None else threads)
+        self._tokenizer = _tokenizer(model_dir, _max_seq_length(model_dir))
+        self._dim = int(self._session.get_outputs()[0].shape[-1])
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def path(self) -> Path:
+        """The ONNX file this encoder runs."""
+        return self._path
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        if len(texts) == 0:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        batch = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in batch], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+        types = np.array([e.type_ids for e in batch], dtype=np.int64)
+        feeds = dict(zip(INPUTS, (ids, mask, types), strict=True))
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return normalise(pooled)
+
+
+def _session(path: Path, threads: int) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnx") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Idle pool threads would otherwise spin after each call, taking a core from the
+    # web server and from other processes between requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"the ONNX encoder cannot be loaded ({first[:200]}); {onnx_files.REBUILD}", path
+        ) from None
+
+
+def _tokenizer(model_dir: Path, max_length: int) -> Any:
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise MissingDependencyError("tokenizers", "onnx") from None
+    path = model_dir / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for an unreadable file
+        raise ConfigError(f"cannot read the tokenizer: {exc}", path) from None
+    # tokenizer.json pads every text to a fixed 128; pad to the batch's longest instead,
+    # and truncate where sentence-transformers does.
+    padding = tokenizer.padding or {}
+    tokenizer.no_padding()
+    tokenizer.enable_padding(
+        pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]")
+    )
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer

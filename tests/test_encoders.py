@@ -1,0 +1,287 @@
+"""Encoder backends: the ONNX export cache, its faults, fidelity to the torch encoder, and
+serving without torch. The export itself (torch) runs once per module, in a temp cache."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeltriage import ConfigError, HashingEncoder, Router, StaleIndexError, build_index
+from modeltriage.core import onnx_files
+from modeltriage.core.config import EncoderSettings
+from modeltriage.core.encoders import (
+    SentenceTransformerEncoder,
+    backend_of,
+    model_digest,
+    packaged_model_dir,
+)
+from modeltriage.core.onnx_encoder import OnnxEncoder
+from modeltriage.core.onnx_export import INT8_NAME
+from modeltriage.learn.checks import check_index
+from tests.conftest import ROUTER_YAML, TINY_INTENTS, write_intents
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Varied on purpose: one word, punctuation, empty, non-Latin, emoji, code, long (truncated).
+FIDELITY_TEXTS = [
+    "hi",
+    "thanks",
+    "?",
+    "",
+    "What are your opening hours on Sunday?",
+    "cancel my subscription",
+    "I want a refund for my broken order",
+    "how do I get my money back for a damaged item",
+    "my python script throws a KeyError traceback",
+    "debug this javascript promise that never resolves",
+    "SELECT * FROM users WHERE id = 1; -- why is this slow",
+    "Write a haiku about autumn leaves",
+    "Explain the difference between TCP and UDP in two sentences.",
+    "Quelle est la politique de retour pour les articles soldés ?",
+    "Wie lange dauert der Versand nach Österreich?",
+    "注文をキャンセルしたいです",
+    "🤖🤖🤖 robots!!!",
+    "URGENT: my account was hacked and someone changed the password",
+    "Compare the iPhone 15 and the Pixel 8 for battery life",
+    "Can you summarise this contract clause about indemnification?",
+    "what is 17 * 23",
+    "Translate 'good morning' into Spanish",
+    "my order #A-1234-XYZ never arrived",
+    "The quick brown fox jumps over the lazy dog",
+    "Why does my Rust borrow checker complain about a mutable reference in a loop?",
+    "Plan a 3-day trip to Kyoto with a budget of $500",
+    "reset password",
+    "I'd like to speak to a human please",
+    "refund " * 400,
+    "Is it safe to take ibuprofen with coffee?",
+]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray((a * b).sum(axis=1))
+
+
+# --- the cache and its files (no export) -------------------------------------------
+
+
+def test_cache_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MODELTRIAGE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert onnx_files.cache_root() == tmp_path / "xdg" / "modeltriage"
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(tmp_path / "mine"))
+    assert onnx_files.cache_root() == tmp_path / "mine"
+    monkeypatch.delenv("MODELTRIAGE_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert onnx_files.cache_root() == Path.home() / ".cache" / "modeltriage"
+
+
+def test_sealed_file_is_checked(tmp_path: Path) -> None:
+    final = tmp_path / "model.onnx"
+    assert onnx_files.problem(final) == "is missing"
+    tmp = onnx_files.temp_path(final)
+    tmp.write_bytes(b"x" * 1000)
+    onnx_files.seal(tmp, final)
+    assert not tmp.exists() and onnx_files.problem(final) is None
+    assert onnx_files.checked_sha256(final) == onnx_files.file_sha256(final)
+    final.write_bytes(b"x" * 10)  # truncated after sealing
+    with pytest.raises(ConfigError) as info:
+        onnx_files.checked_sha256(final)
+    message = str(info.value)
+    assert "\n" not in message and str(final) in message and "modeltriage build" in message
+    assert "truncated" in message
+    onnx_files.sidecar(final).unlink()  # a killed export never wrote its checksum
+    assert "did not finish" in (onnx_files.problem(final) or "")
+
+
+def test_unwritable_cache_exports_to_a_temp_dir_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(blocker))
+    with caplog.at_level(logging.WARNING, logger="modeltriage"):
+        folder = onnx_files.writable_export_dir("ab" * 32)
+    assert folder.is_dir() and blocker not in folder.parents
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(blocker) in warnings[0].getMessage()
+
+
+def test_backend_setting() -> None:
+    assert EncoderSettings().backend == "torch"
+    assert EncoderSettings(backend="onnx-int8", threads=2).threads == 2
+    for bad in ({"backend": "tensorrt"}, {"threads": 0}, {"threads": 10**9}, {"threads": "x"}):
+        with pytest.raises(ValueError):
+            EncoderSettings.model_validate(bad)
+
+
+def test_backend_of_an_encoder_id() -> None:
+    assert backend_of("hashing-fake-256") == ("hashing-fake-256", "torch")
+    onnx_id = "sentence-transformers/all-MiniLM-L6-v2+ft:0123456789ab [onnx-int8 1b087cf5f725]"
+    assert backend_of(onnx_id) == (
+        "sentence-transformers/all-MiniLM-L6-v2+ft:0123456789ab",
+        "onnx-int8",
+    )
+
+
+def test_check_reports_an_index_built_by_another_backend(
+    tmp_path: Path, fake_encoder: HashingEncoder
+) -> None:
+    intents = onnx_intents(tmp_path / "intents", "onnx-int8")
+    build_index(intents, encoder=fake_encoder)
+    found = check_index(intents)
+    assert found.problem is not None and "torch encoder backend" in found.problem
+    assert "onnx-int8" in found.problem
+
+
+@pytest.fixture(scope="module")
+def weights_digest() -> str:
+    return model_digest(packaged_model_dir())
+
+
+def test_missing_export_is_an_error_naming_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weights_digest: str
+) -> None:
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        OnnxEncoder("onnx-int8")
+    message = str(info.value)
+    assert "is missing" in message and "modeltriage build" in message and "\n" not in message
+    assert str(onnx_files.export_dir(weights_digest) / INT8_NAME) in message
+
+
+def test_corrupt_export_is_an_error_never_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weights_digest: str
+) -> None:
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(tmp_path))
+    final = onnx_files.export_dir(weights_digest) / INT8_NAME
+    final.parent.mkdir(parents=True)
+    tmp = onnx_files.temp_path(final)
+    tmp.write_bytes(b"\x08\x07garbage, not a protobuf" * 50)
+    onnx_files.seal(tmp, final)  # checksum matches: only onnxruntime can tell
+    with pytest.raises(ConfigError) as info:
+        OnnxEncoder("onnx-int8")
+    message = str(info.value)
+    assert "cannot be loaded" in message and str(final) in message
+    assert "modeltriage build" in message and "\n" not in message
+
+
+def test_export_without_torch_names_the_extra(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        sys.modules["torch"] = None
+        from modeltriage import MissingDependencyError
+        from modeltriage.core.onnx_export import export_fp32
+        try:
+            export_fp32(Path("."), Path({str(tmp_path / "m.onnx")!r}))
+        except MissingDependencyError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "modeltriage[encoder]" in out.stdout
+
+
+# --- the real export (torch, once per module) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private cache holding the exported fp32 and int8 models."""
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELTRIAGE_CACHE_DIR", str(cache))
+        OnnxEncoder("onnx-int8", export=True)
+        yield cache
+
+
+@pytest.mark.real
+def test_export_is_cached_atomic_and_reused(onnx_cache: Path, weights_digest: str) -> None:
+    folder = onnx_files.export_dir(weights_digest, onnx_cache)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["model-int8.onnx", "model-int8.onnx.sha256", "model.onnx", "model.onnx.sha256"]
+    before = (folder / INT8_NAME).stat().st_mtime_ns
+    again = OnnxEncoder("onnx-int8", export=True)
+    assert (folder / INT8_NAME).stat().st_mtime_ns == before and again.path == folder / INT8_NAME
+    assert "onnx-int8" in again.model_id
+    assert again.model_id != OnnxEncoder("onnx").model_id
+
+
+@pytest.mark.real
+def test_fp32_matches_torch(onnx_cache: Path, real_encoder: SentenceTransformerEncoder) -> None:
+    reference = real_encoder.encode(FIDELITY_TEXTS)
+    fp32 = OnnxEncoder("onnx").encode(FIDELITY_TEXTS)
+    assert fp32.shape == reference.shape and fp32.dtype == np.float32
+    assert cosines(fp32, reference).min() >= 0.999
+
+
+@pytest.mark.real
+def test_int8_stays_close_to_torch(
+    onnx_cache: Path, real_encoder: SentenceTransformerEncoder
+) -> None:
+    """What dynamic int8 holds today: sentences >= 0.99, one-word texts lower (0.96-0.98
+    measured), so the strict target below is not met and the default stays torch."""
+    reference = real_encoder.encode(FIDELITY_TEXTS)
+    found = cosines(OnnxEncoder("onnx-int8").encode(FIDELITY_TEXTS), reference)
+    assert found.min() >= 0.95 and float(np.median(found)) >= 0.99
+
+
+@pytest.mark.real
+@pytest.mark.xfail(
+    strict=True, reason="dynamic per-channel int8 gives 0.96-0.98 on one- or two-word texts"
+)
+def test_int8_meets_the_fidelity_target(
+    onnx_cache: Path, real_encoder: SentenceTransformerEncoder
+) -> None:
+    reference = real_encoder.encode(FIDELITY_TEXTS)
+    found = cosines(OnnxEncoder("onnx-int8").encode(FIDELITY_TEXTS), reference)
+    assert found.min() >= 0.99
+
+
+def onnx_intents(directory: Path, backend: str) -> Path:
+    router_yaml = ROUTER_YAML + f"encoder: {{backend: {backend}}}\n"
+    return write_intents(directory, TINY_INTENTS, router_yaml)
+
+
+@pytest.mark.real
+def test_index_names_the_backend_and_refuses_another(onnx_cache: Path, tmp_path: Path) -> None:
+    intents = onnx_intents(tmp_path / "intents", "onnx-int8")
+    manifest = build_index(intents)
+    assert "[onnx-int8 " in manifest.encoder
+    assert Router.load(intents, log=False).route("when do you open").intent == "hours"
+    fp32 = OnnxEncoder("onnx")
+    with pytest.raises(StaleIndexError, match="onnx-int8"):
+        Router.load(intents, encoder=fp32, log=False)
+
+
+@pytest.mark.real
+def test_serving_an_onnx_index_imports_no_torch(onnx_cache: Path, tmp_path: Path) -> None:
+    intents = onnx_intents(tmp_path / "intents", "onnx-int8")
+    build_index(intents)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from modeltriage import Router
+        router = Router.load({str(intents)!r}, log=False)
+        assert router.route("when do you open").intent == "hours"
+        heavy = {{"torch", "transformers", "sentence_transformers"}} & set(sys.modules)
+        print(sorted(heavy))
+        """
+    )
+    env = {"MODELTRIAGE_CACHE_DIR": str(onnx_cache), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
