@@ -39,6 +39,7 @@ def test_all_is_the_public_api() -> None:
             "MissingDependencyError",
             "ModelTriageError",
             "Neighbour",
+            "OnnxEncoder",
             "RouteOptions",
             "Router",
             "RouterConfig",
@@ -105,7 +106,7 @@ def test_the_version_is_the_package_metadata() -> None:
 def test_import_is_cheap() -> None:
     code = (
         "import sys, modeltriage\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', 'fastapi', 'transformers')"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', 'fastapi', 'transformers', 'onnxruntime', 'onnx', 'tokenizers')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

@@ -13,6 +13,7 @@ from modeltriage.core.encoders import Encoder, HashingEncoder, SentenceTransform
 from modeltriage.core.failover import Failover
 from modeltriage.core.index import Manifest
 from modeltriage.core.intents import IntentSet, load_intents
+from modeltriage.core.onnx_encoder import OnnxEncoder
 from modeltriage.core.options import RouteOptions
 from modeltriage.errors import (
     ConfigError,
@@ -66,6 +67,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelTriageError",
     "Neighbour",
+    "OnnxEncoder",
     "RouteOptions",
     "Router",
     "RouterConfig",
