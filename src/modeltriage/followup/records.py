@@ -49,11 +49,6 @@ class DecisionRecords:
         logger.flush(timeout=5.0)
         return logger.store.events(decision_id=logged.decision_id)
 
-    def feedback_of(self, decision_id: str) -> list[FeedbackEntry]:
-        """The quality signals attached to a logged decision, oldest first."""
-        logged = self.decision(decision_id)
-        return self._require("").store.feedback(logged.decision_id)
-
     def record(self, event: EventEntry) -> None:
         """Queue an event off the request path, like decisions; without a log it is
         dropped, and a full queue drops and counts it."""

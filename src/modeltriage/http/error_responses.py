@@ -55,13 +55,6 @@ def validation_problems(errors: Iterable[Mapping[str, Any]]) -> list[Problem]:
         if len(problems) == MAX_PROBLEMS:
             break
         msg = str(error.get("msg", ""))
-        ctx = error.get("ctx")
-        cause = ctx.get("error") if isinstance(ctx, Mapping) else None
-        if isinstance(cause, InputError):
-            # The library's input models (RouteOptions, Answer) check their fields in
-            # __init__, so pydantic reports the body as a whole ("body"); the message
-            # itself starts with the field's name.
-            msg = str(cause)
         problems.append(problem(error.get("loc", ()), msg, str(error.get("type", ""))))
     return problems
 

@@ -14,7 +14,15 @@ from modeltriage.followup.answers import Answer
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 
 
-class RouteRequest(RouteOptions):
+class Body(BaseModel):
+    """A request body built on a library input model (``RouteOptions``, ``Answer``): it
+    keeps pydantic's own ``__init__``, so a bad field is a validation error located at the
+    field, not the library caller's ``InputError`` of :class:`~.options.CallerInput`."""
+
+    __init__ = BaseModel.__init__
+
+
+class RouteRequest(Body, RouteOptions):
     text: StrictStr | None = Field(
         default=None, description="the request to route", examples=["what are your hours?"]
     )
@@ -24,7 +32,7 @@ class RouteRequest(RouteOptions):
     )
 
 
-class BatchRouteRequest(RouteOptions):
+class BatchRouteRequest(Body, RouteOptions):
     texts: Annotated[list[StrictStr], Field(min_length=1)]
 
 
@@ -105,7 +113,7 @@ class LogHealth(BaseModel):
     errors: int
 
 
-class EscalateRequest(Answer):
+class EscalateRequest(Body, Answer):
     model: StrictStr | None = Field(
         default=None, description="the model that answered; default: the routed model of `text`"
     )
