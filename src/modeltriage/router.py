@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -91,8 +92,27 @@ def open_logger(intent_set: IntentSet, log: bool | str | LogStore = True) -> Dec
         store,
         queue_size=settings.queue_size,
         store_text=settings.store_text,
+        durability=settings.durability,
+        flush_interval_s=settings.flush_interval_s,
+        ack_timeout_s=settings.ack_timeout_s,
         spool_path=base / ".log-spool.jsonl",
     )
+
+
+def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool) -> LoadedIndex:
+    """The saved index of ``intent_set``; raises ``IndexMissingError``/``StaleIndexError``
+    when it does not match the intent files, unless ``build_if_needed``: then it builds
+    and saves a new one."""
+    rows = exemplar_rows(intent_set.intents)
+    base = Path(".") if intent_set.source is None else intent_set.source
+    scoring = intent_set.config.scoring
+    try:
+        return load_index(intent_set.index_path, rows, encoder, base, scoring)
+    except IndexStateError:
+        if not build_if_needed:
+            raise
+    index = build_in_memory(rows, encoder, FaissIndex, scoring)
+    return replace(index, build=save_index(index, intent_set.index_path).name)
 
 
 class Router:
@@ -140,16 +160,7 @@ class Router:
         """
         intent_set = load_intents(intents_dir)
         encoder = encoder_for(intent_set, export=build_if_needed) if encoder is None else encoder
-        rows = exemplar_rows(intent_set.intents)
-        try:
-            index = load_index(
-                intent_set.index_path, rows, encoder, Path(intents_dir), intent_set.config.scoring
-            )
-        except IndexStateError:
-            if not build_if_needed:
-                raise
-            index = build_in_memory(rows, encoder, FaissIndex, intent_set.config.scoring)
-            save_index(index, intent_set.index_path)
+        index = index_for(intent_set, encoder, build_if_needed=build_if_needed)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     @classmethod
@@ -271,8 +282,7 @@ class Router:
             if options.step is not None and (metadata is None or "step" not in metadata):
                 # The step is what explains a `step` decision in the log.
                 metadata = {**(metadata or {}), "step": options.step}
-            for text, decision in zip(texts, decisions, strict=True):
-                logger.log(decision, text, metadata=metadata)
+            logger.log_all(list(zip(decisions, texts, strict=True)), metadata=metadata)
         return decisions
 
     def _constraints(self, options: RouteOptions, min_tier: str | None) -> Constraints:

@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from modeltriage.errors import InputError
+from modeltriage.errors import IndexStateError, InputError
 
 if TYPE_CHECKING:
     from modeltriage.core.encoders import Encoder
@@ -188,15 +188,38 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
         raise MissingDependencyError("uvicorn", "serve") from None
     from modeltriage.http.app import create_app
-    from modeltriage.router import Router
+    from modeltriage.reloader import ServingRouter
 
     # Load before starting the server so a bad config is a one-line error, not a trace.
-    router = Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build)
+    try:
+        holder = ServingRouter.load(
+            args.intents,
+            encoder=encoder,
+            build_if_needed=not args.no_build,
+            keep_last_good=args.keep_last_good,
+        )
+    except IndexStateError as exc:
+        if not args.no_build or args.keep_last_good:
+            raise
+        raise type(exc)(
+            f"{exc}; or serve without --no-build (builds it at start), or with "
+            "--keep-last-good (serves the last index that served)"
+        ) from None
+    manifest = holder.router.manifest
+    if holder.serving == "last-good":
+        print(
+            f"modeltriage: warning: {holder.last_error}\nmodeltriage: --keep-last-good: "
+            f"serving the last good index {manifest.version} (built {manifest.built_at}); "
+            "fix the files, then reload (SIGHUP or POST /admin/reload)",
+            file=sys.stderr,
+        )
     print(
-        f"modeltriage: {router.manifest.intents} intents, index {router.manifest.version}; "
+        f"modeltriage: {manifest.intents} intents, index {manifest.version}; "
         f"serving on http://{args.host}:{args.port} (docs at /docs)",
         file=sys.stderr,
     )
-    with router:
-        uvicorn.run(create_app(router=router), host=args.host, port=args.port)
+    with holder:
+        # Uvicorn drains running requests on SIGTERM/SIGINT before the lifespan ends and
+        # closes the holder, which flushes the decision log.
+        uvicorn.run(create_app(holder=holder, watch=args.watch), host=args.host, port=args.port)
     return 0

@@ -167,4 +167,16 @@ def _add_serve(sub: SubParsers) -> None:
         action="store_true",
         help="fail instead of building a missing or stale index",
     )
+    p.add_argument(
+        "--keep-last-good",
+        action="store_true",
+        help="when the intent files are broken or the index is stale, start on the last "
+        "index that served (and say so) instead of refusing to start",
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload when a YAML file of the intents directory changes (SIGHUP and "
+        "POST /admin/reload always reload)",
+    )
     _intents_arg(p)

@@ -173,6 +173,26 @@ class LogSettings(Strict):
     )
     store_text: bool = Field(default=True, description="false keeps only a hash of each text")
     queue_size: int = Field(default=10_000, ge=1)
+    durability: Literal["ack", "async"] = Field(
+        default="ack",
+        description="ack: a request is answered only once its decision is committed (a hard "
+        "kill loses none); async: committed in the background, a hard kill may lose the last "
+        "flush_interval_s of decisions",
+    )
+    flush_interval_s: float = Field(
+        default=0.2,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="async: how long the writer waits for a batch to fill, the loss window",
+    )
+    ack_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="ack: a request whose decision is not committed by then gets a 503",
+    )
 
 
 EncoderBackend = Literal["torch", "onnx", "onnx-int8"]

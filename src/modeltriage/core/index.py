@@ -8,7 +8,7 @@ Layout of an index directory::
     builds/<build>/manifest.json
 
 A rebuild writes a new build directory and only then swaps ``CURRENT``, so a crash
-at any point leaves the previous index loadable.
+at any point leaves the previous index loadable; :mod:`.index_builds` owns that directory.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,11 +30,11 @@ from pydantic import BaseModel, ConfigDict
 from modeltriage.core.config import Difficulty, Scoring
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
+from modeltriage.core.index_builds import stamp, write_build, write_json
 from modeltriage.core.intents import Intent
 from modeltriage.errors import IndexMissingError, MissingDependencyError, StaleIndexError
 
 FORMAT_VERSION = 1
-_KEEP_BUILDS = 3
 
 
 @dataclass(frozen=True)
@@ -163,6 +160,8 @@ class LoadedIndex:
     index: VectorIndex
     rows: list[ExemplarRow]
     manifest: Manifest
+    build: str | None = None
+    """The build directory's name under ``builds/``, once saved or when loaded from disk."""
 
     def neighbours(self, queries: Vectors, k: int) -> list[list[Neighbour]]:
         """The ``k`` nearest exemplars of each query, nearest first."""
@@ -221,40 +220,21 @@ def build_in_memory(
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
-    """Write a new build and atomically make it current. Returns the build directory."""
+    """Write a new build and atomically make it current (see :mod:`.index_builds`: a crash
+    at any point leaves the last complete build loadable). Returns the build directory."""
     if not isinstance(loaded.index, FaissIndex):
         raise TypeError("only a FaissIndex can be saved for loading later")
-    builds = index_dir / "builds"
-    builds.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    build = Path(tempfile.mkdtemp(prefix=f"{stamp}-{loaded.manifest.version}-", dir=builds))
-    try:
-        loaded.index.save(build / "index.faiss")
-        _write_json(build / "rows.json", [[r.intent, r.text] for r in loaded.rows])
-        # The manifest is written last: a build without one is never made current.
-        _write_json(build / "manifest.json", loaded.manifest.model_dump())
-        pointer = index_dir / f".CURRENT.{os.getpid()}.tmp"
-        pointer.write_text(build.name + "\n", encoding="utf-8")
-        os.replace(pointer, index_dir / "CURRENT")
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    _prune(builds, keep=build.name)
-    return build
+    index = loaded.index
 
+    def write_files(build: Path) -> None:
+        index.save(build / "index.faiss")
+        with (build / "index.faiss").open("rb") as fh:
+            os.fsync(fh.fileno())
+        write_json(build / "rows.json", [[r.intent, r.text] for r in loaded.rows])
 
-def _prune(builds: Path, keep: str) -> None:
-    others = sorted((p for p in builds.iterdir() if p.name != keep), key=lambda p: p.name)
-    for old in others[: max(0, len(others) - (_KEEP_BUILDS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+    name = f"{stamp()}-{loaded.manifest.version}"
+    return write_build(index_dir, name, write_files, loaded.manifest.model_dump())
 
 
 def read_manifest(index_dir: Path) -> tuple[Path, Manifest]:
@@ -263,7 +243,10 @@ def read_manifest(index_dir: Path) -> tuple[Path, Manifest]:
         build_name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise IndexMissingError(f"no index in {index_dir}") from None
-    build = index_dir / "builds" / build_name
+    return read_build_manifest(index_dir / "builds" / build_name)
+
+
+def read_build_manifest(build: Path) -> tuple[Path, Manifest]:
     try:
         manifest = Manifest.model_validate_json((build / "manifest.json").read_bytes())
     except FileNotFoundError:
@@ -290,10 +273,26 @@ def load_index(
     problem = manifest_problem(manifest, rows, view_key, encoder)
     if problem is not None:
         raise StaleIndexError(f"index in {index_dir} {problem}; {hint}")
+    return _read_build(build, manifest, rows)
+
+
+def load_build(
+    build: Path, rows: Sequence[ExemplarRow], encoder: Encoder, scoring: Scoring | None = None
+) -> LoadedIndex:
+    """Load one given build (``--keep-last-good``), refusing it unless it matches ``rows``."""
+    _, manifest = read_build_manifest(build)
+    view_key = (Scoring() if scoring is None else scoring).view_key
+    problem = manifest_problem(manifest, rows, view_key, encoder)
+    if problem is not None:
+        raise StaleIndexError(f"index build {build} {problem}")
+    return _read_build(build, manifest, rows)
+
+
+def _read_build(build: Path, manifest: Manifest, rows: Sequence[ExemplarRow]) -> LoadedIndex:
     index = FaissIndex.read(build / "index.faiss")
     if index.size != len(rows):
         raise StaleIndexError(f"index in {build} holds {index.size} vectors, expected {len(rows)}")
-    return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+    return LoadedIndex(index=index, rows=list(rows), manifest=manifest, build=build.name)
 
 
 def manifest_problem(

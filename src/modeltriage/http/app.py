@@ -1,7 +1,9 @@
 """FastAPI service: ``create_app()`` returns an app that routes and never calls an LLM.
 
 The router lives on ``app.state`` for the app's lifetime (set up in the lifespan), so
-several apps with different intents can coexist in one process.
+several apps with different intents can coexist in one process. ``app.state.holder`` (a
+:class:`~modeltriage.reloader.ServingRouter`) swaps it on a reload; ``app.state.router`` is
+the router that serves now.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from modeltriage import __version__
 from modeltriage.errors import MissingDependencyError
+from modeltriage.reloader import ServingRouter
 from modeltriage.router import Router
 
 try:
@@ -22,6 +25,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 from modeltriage.http.body_checks import body_problem
 from modeltriage.http.error_responses import install_error_handlers
+from modeltriage.http.reload import reload_api, reload_triggers
 from modeltriage.http.routes import api, current
 
 # JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
@@ -38,22 +42,31 @@ def create_app(
     intents_dir: Path | str = "intents",
     *,
     router: Router | None = None,
+    holder: ServingRouter | None = None,
     build_if_needed: bool = False,
+    watch: bool = False,
 ) -> FastAPI:
-    """Build the service. Pass ``router`` to serve an already loaded one (tests, CLI)."""
+    """Build the service. Pass ``router`` to serve an already loaded one (tests; the
+    caller closes it; there is nothing to reload it from), or a ``holder`` (the CLI: the
+    app closes it at shutdown, after the last request). ``watch``: reload when a YAML
+    file of the intents directory changes."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if router is not None:
-            app.state.router = router
-            yield  # the caller owns the router and closes it
-            return
-        app.state.router = Router.load(intents_dir, build_if_needed=build_if_needed)
+            app.state.holder = ServingRouter(router)
+        elif holder is not None:
+            app.state.holder = holder
+        else:
+            app.state.holder = ServingRouter.load(intents_dir, build_if_needed=build_if_needed)
+        app.state.router = app.state.holder.router
         try:
-            yield
+            async with reload_triggers(app, watch=watch):
+                yield
         finally:
-            # Flush the decision log: a clean shutdown loses no logged rows.
-            app.state.router.close()
+            # Uvicorn ends the lifespan after the last request: flushing the decision
+            # log now loses no acknowledged row.
+            app.state.holder.close()
 
     app = FastAPI(
         title="modeltriage",
@@ -91,4 +104,5 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(api)
+    app.include_router(reload_api)
     return app

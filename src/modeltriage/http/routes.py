@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from modeltriage import __version__
 from modeltriage.core.decision import Decision
 from modeltriage.errors import InputError
+from modeltriage.http.reload import reload_health
 from modeltriage.http.schemas import (
     BatchRouteRequest,
     BatchRouteResponse,
@@ -153,6 +154,8 @@ def healthz(request: Request) -> Health:
             pending=logger.pending,
             dropped=logger.dropped,
             errors=logger.errors,
+            durability=logger.durability,
+            loss_window_s=logger.loss_window_s,
         )
     return Health(
         status="ok",
@@ -165,4 +168,5 @@ def healthz(request: Request) -> Health:
         log=log,
         failovers=routed.failovers,
         unhealthy_models=list(routed.unhealthy_models()),
+        reload=reload_health(request.app),
     )

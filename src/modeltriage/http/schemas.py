@@ -111,6 +111,10 @@ class LogHealth(BaseModel):
     pending: int
     dropped: int
     errors: int
+    durability: str = Field(description="log.durability: ack or async")
+    loss_window_s: float = Field(
+        description="seconds of answered decisions a hard kill may lose (0 with ack)"
+    )
 
 
 class EscalateRequest(Body, Answer):
@@ -150,6 +154,26 @@ class BatchRouteResponse(BaseModel):
     decisions: list[Decision]
 
 
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    index_version: str
+    previous_version: str
+    error: str | None
+    notes: list[str]
+    took_ms: float
+
+
+class ReloadHealth(BaseModel):
+    """``/healthz``'s view of hot reload."""
+
+    serving: str
+    reloads: int
+    failed_reloads: int
+    last_error: str | None
+    last_reload_at: str | None
+    watch: bool
+
+
 class Health(BaseModel):
     status: str
     version: str
@@ -161,3 +185,4 @@ class Health(BaseModel):
     log: LogHealth | None
     failovers: int = Field(description="POST /next-model (failover) requests since start")
     unhealthy_models: list[str]
+    reload: ReloadHealth | None = None

@@ -3,7 +3,10 @@ and what cannot be written is spooled to a file.
 
 :class:`DecisionLogger` puts a bounded queue and a writer thread in front of a store
 (:class:`~modeltriage.log.store.LogStore`, see :func:`~modeltriage.log.store.open_store`)
-so logging never slows routing down; :func:`write_spool` and :func:`read_spool` keep what
+so logging never slows routing down (``durability="async"``: a hard kill loses at most the
+last ``flush_interval_s`` of decisions), or, with ``durability="ack"``, makes each caller of
+:meth:`DecisionLogger.log_all` wait until its entries are committed: concurrent callers
+share one commit (group commit). :func:`write_spool` and :func:`read_spool` keep what
 it cannot write, to be replayed with :func:`~modeltriage.log.store.write_entries`.
 """
 
@@ -18,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from modeltriage.core.decision import Decision
 from modeltriage.errors import LogStoreError, ModelTriageError, UnknownDecisionError
@@ -25,6 +29,8 @@ from modeltriage.log.entries import Entry, EventEntry, FeedbackEntry, LogEntry, 
 from modeltriage.log.store import LogStore, write_entries
 
 _log = logging.getLogger(__name__)
+
+Durability = Literal["ack", "async"]
 
 # --------------------------------------------------------------------------- spool
 
@@ -72,6 +78,12 @@ class DecisionLogger:
     one is dropped and counted. A failing store is retried with backoff for as long as
     the process lives; whatever still cannot be written when the logger closes goes to
     ``spool_path`` (JSON lines, see :func:`read_spool`), or :meth:`close` raises.
+
+    ``durability="ack"``: :meth:`log` and :meth:`log_all` return only once their entries
+    are committed to the store, and raise LogStoreError when that takes over
+    ``ack_timeout_s`` or the queue is full, so a caller never acknowledges an unlogged
+    decision. The writer then commits whatever is queued at once instead of waiting up to
+    ``flush_interval_s`` for a batch to fill.
     """
 
     def __init__(
@@ -86,9 +98,15 @@ class DecisionLogger:
         retry_initial_s: float = 0.05,
         retry_max_s: float = 5.0,
         close_attempts: int = 3,
+        durability: Durability = "async",
+        ack_timeout_s: float = 10.0,
     ):
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
+        if durability not in ("ack", "async"):
+            raise ValueError(f"durability must be 'ack' or 'async', not {durability!r}")
+        self.durability: Durability = durability
+        self.ack_timeout_s = ack_timeout_s
         self.store = store
         self.store_text = store_text
         self._queue_size = queue_size
@@ -156,6 +174,12 @@ class DecisionLogger:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def loss_window_s(self) -> float:
+        """How many seconds of acknowledged decisions a hard kill may lose: 0 with
+        ``ack``, else the flush interval (plus the commit in progress)."""
+        return 0.0 if self.durability == "ack" else self._flush_interval_s
+
     # Producer side.
 
     def submit(self, entry: Entry) -> bool:
@@ -172,11 +196,37 @@ class DecisionLogger:
             return True
 
     def log(self, decision: Decision, text: str, *, metadata: Metadata | None = None) -> bool:
-        """Build the entry for ``decision`` (honouring ``store_text``) and submit it."""
-        entry = LogEntry.from_decision(
-            decision, text, store_text=self.store_text, metadata=metadata
-        )
-        return self.submit(entry)
+        """Build the entry for ``decision`` (honouring ``store_text``) and submit it; with
+        ``durability="ack"``, wait until it is committed (see :meth:`log_all`)."""
+        return self.log_all([(decision, text)], metadata=metadata)
+
+    def log_all(
+        self, logged: Sequence[tuple[Decision, str]], *, metadata: Metadata | None = None
+    ) -> bool:
+        """Submit one entry per ``(decision, text)``; False when one was dropped. With
+        ``durability="ack"``, return once all are committed, or raise LogStoreError."""
+        entries = [
+            LogEntry.from_decision(decision, text, store_text=self.store_text, metadata=metadata)
+            for decision, text in logged
+        ]
+        accepted = all([self.submit(entry) for entry in entries])
+        if self.durability == "async":
+            return accepted
+        if not accepted:
+            raise LogStoreError(
+                f"the log queue is full ({self._queue_size} entries, log.queue_size): "
+                "the decision was not logged",
+                self.store.url,
+            )
+        with self._cond:
+            target = self._accepted
+        if not self._wait_finished(target, self.ack_timeout_s):
+            raise LogStoreError(
+                f"the decision was not committed within {self.ack_timeout_s:g} s "
+                f"(log.ack_timeout_s); last error: {self.last_error}",
+                self.store.url,
+            )
+        return True
 
     def decision(self, decision_id: str, *, timeout: float | None = 5.0) -> LogEntry | None:
         """The logged decision, flushing the queue first if it may still be in it."""
@@ -189,6 +239,10 @@ class DecisionLogger:
         """Wait until everything submitted so far is written; False on timeout."""
         with self._cond:
             target = self._accepted
+        return self._wait_finished(target, timeout)
+
+    def _wait_finished(self, target: int, timeout: float | None) -> bool:
+        with self._cond:
             self._flush_waiters += 1
             self._cond.notify_all()
             try:
