@@ -63,6 +63,17 @@ def test_a_broken_edit_keeps_the_old_router_and_names_file_and_line(intents: Pat
         assert holder.reload("test").ok and holder.last_error is None
 
 
+def test_an_emptied_intents_directory_is_refused_without_its_path(intents: Path) -> None:
+    with load(intents) as holder:
+        for name in TINY_INTENTS:
+            (intents / name).unlink()
+        outcome = holder.reload("test")
+        assert not outcome.ok and outcome.error == (
+            "the intents directory: no intent files (*.yaml) found"
+        )
+        assert holder.router.route("refund please").intent == "refund"
+
+
 def test_a_stale_index_without_building_says_what_to_do(intents: Path) -> None:
     encoder = HashingEncoder()
     load(intents, encoder).close()

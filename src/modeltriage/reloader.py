@@ -63,6 +63,8 @@ def describe(exc: BaseException, intents_dir: Path | None) -> str:
     if isinstance(exc, ConfigError) and exc.path is not None and intents_dir is not None:
         with contextlib.suppress(ValueError):
             where = exc.path.resolve().relative_to(intents_dir.resolve())
+            if where == Path("."):
+                return f"the intents directory: {exc.detail}"
             line = "" if exc.line is None else f":{exc.line}"
             return f"{where}{line}: {exc.detail}"
     text = str(exc)
