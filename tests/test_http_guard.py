@@ -20,7 +20,7 @@ from modeltriage import HashingEncoder, Router, load_intents
 from modeltriage.cli.main import main
 from modeltriage.http.app import create_app
 from modeltriage.http.body_guard import BodyGuard
-from modeltriage.http.observe import JsonFormatter, RequestObserver, request_id
+from modeltriage.http.observe import JsonFormatter, RequestObserver, json_logging, request_id
 from modeltriage.log.memory import MemoryStore
 from modeltriage.log.sqlite import SQLiteStore
 
@@ -440,3 +440,23 @@ def test_metrics_and_readyz_through_the_real_encoder(shipped_router: Router) -> 
             client.post("/route", content=b"x", headers={"content-type": "text/plain"}).status_code
             == 415
         )
+
+
+def test_json_logging_writes_one_object_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    access = logging.getLogger("uvicorn.access")
+    try:
+        json_logging()
+        token = request_id.set("rid-7")
+        try:
+            logging.getLogger("modeltriage.test").warning("hello %s", "there")
+        finally:
+            request_id.reset(token)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        access.disabled = False
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["message"] == "hello there" and line["request_id"] == "rid-7"
+    assert line["level"] == "warning" and line["logger"] == "modeltriage.test"

@@ -118,6 +118,7 @@ def test_a_streamed_body_is_cut_at_the_cap(server: tuple[str, int]) -> None:
             with contextlib.suppress(ConnectionResetError):
                 answer = sock.recv(4096)
     grown_mib = (rss_kib(pid) - before) / 1024
+    print(f"\nstreamed body: {sent} bytes sent before the 413, RSS grew {grown_mib:.1f} MiB")
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 16 * 1024 * 1024, f"the server read {sent} bytes before refusing"
     assert grown_mib < 20, f"RSS grew by {grown_mib:.0f} MiB"
