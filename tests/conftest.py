@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, Router, SentenceTransformerEncoder, load_intents
 from modeltriage.http.app import create_app
+from modeltriage.http.auth import ApiKeys
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_INTENTS = REPO / "intents"
@@ -120,9 +121,19 @@ def shipped_router(shipped_copy: Path, real_encoder: SentenceTransformerEncoder)
 Serve = Callable[[Router], TestClient]
 
 
+# The keys of the `serve` fixture: admin endpoints on, route endpoints open.
+ADMIN_KEY = "test-admin-key-0123456789"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
+TEST_KEYS = ApiKeys(admin=(ADMIN_KEY,))
+
+
 @pytest.fixture
 def serve() -> Iterator[Serve]:
     """Serve a router in-process (lifespan included, no socket): ``serve(router)`` gives a
-    TestClient, closed at the end of the test. The caller keeps owning the router."""
+    TestClient, closed at the end of the test. The caller keeps owning the router. The
+    app has an admin key (``ADMIN_KEY``), which the client sends with every request; no
+    route key (route endpoints are open)."""
     with ExitStack() as clients:
-        yield lambda router: clients.enter_context(TestClient(create_app(router=router)))
+        yield lambda router: clients.enter_context(
+            TestClient(create_app(router=router, keys=TEST_KEYS), headers=ADMIN)
+        )

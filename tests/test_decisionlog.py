@@ -496,13 +496,28 @@ def test_events_round_trip_oldest_first(store: LogStore) -> None:
 
 
 def test_health_marks_are_shared_through_the_store(store: LogStore) -> None:
-    store.mark_unhealthy("mid-a", T0 + HOUR)
-    store.mark_unhealthy("big-a", T0 + timedelta(minutes=5))
-    assert store.unhealthy_until(T0) == {"big-a": T0 + timedelta(minutes=5), "mid-a": T0 + HOUR}
+    # Marks in the future: writing a mark prunes those already over by the wall clock.
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) + HOUR
+    store.mark_unhealthy("mid-a", t0 + HOUR)
+    store.mark_unhealthy("big-a", t0 + timedelta(minutes=5))
+    assert store.unhealthy_until(t0) == {"big-a": t0 + timedelta(minutes=5), "mid-a": t0 + HOUR}
     # a later mark replaces the earlier one; expired marks are not reported
-    store.mark_unhealthy("mid-a", T0 + timedelta(minutes=1))
-    assert store.unhealthy_until(T0 + timedelta(minutes=2)) == {"big-a": T0 + timedelta(minutes=5)}
-    assert store.unhealthy_until(T0 + HOUR) == {}
+    store.mark_unhealthy("mid-a", t0 + timedelta(minutes=1))
+    assert store.unhealthy_until(t0 + timedelta(minutes=2)) == {"big-a": t0 + timedelta(minutes=5)}
+    assert store.unhealthy_until(t0 + HOUR) == {}
+
+
+def test_health_marks_are_cleared_and_expired_ones_pruned(store: LogStore) -> None:
+    now = datetime.now(timezone.utc)
+    store.mark_unhealthy("small-a", now - timedelta(seconds=1))  # over already
+    store.mark_unhealthy("mid-a", now + HOUR)
+    assert store.clear_unhealthy("mid-a") is True
+    assert store.clear_unhealthy("mid-a") is False
+    assert store.unhealthy_until(now - HOUR) == {}  # the expired mark is gone, not hidden
+    store.mark_unhealthy("big-a", now + HOUR)
+    store.mark_unhealthy("small-b", now - timedelta(seconds=1))
+    store.check_writable()  # prunes too
+    assert list(store.unhealthy_until(now - HOUR)) == ["big-a"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -522,3 +522,46 @@ def test_an_over_limit_cooldown_over_http_names_the_limit(client: TestClient) ->
     assert r.json() == {
         "detail": "cooldown_s must be at most 3600 seconds (health.max_cooldown_s), got 1e+10"
     }
+
+
+def test_clearing_a_mark_clears_it_here_and_in_the_shared_store() -> None:
+    from modeltriage.followup.model_health import ModelHealth
+    from modeltriage.log.memory import MemoryStore
+
+    store = MemoryStore()
+    wall = [datetime.now(timezone.utc)]
+    health = ModelHealth(FakeClock(), store, refresh_s=3600, wall=lambda: wall[0])
+    other = ModelHealth(FakeClock(), store, refresh_s=0, wall=lambda: wall[0])
+    health.mark("small-a", 600)
+    other.refresh()
+    assert list(other.unhealthy()) == ["small-a"]
+    assert other.clear("small-a") is True  # cleared by another replica
+    assert store.unhealthy_until(wall[0]) == {}
+    assert health.clear("small-a") is True and health.unhealthy() == {}
+    assert health.clear("small-a") is False
+
+
+def test_a_shared_read_begun_before_a_clear_does_not_bring_the_mark_back() -> None:
+    from modeltriage.followup.model_health import ModelHealth
+
+    now = datetime.now(timezone.utc)
+
+    class Slow:
+        """Answers a read with what the store held when the read began."""
+
+        url = "slow:"
+        health: ModelHealth
+
+        def mark_unhealthy(self, model: str, until: datetime) -> None: ...
+
+        def unhealthy_until(self, at: datetime) -> dict[str, datetime]:
+            self.health.clear("small-a")  # the clear lands while the read is in flight
+            return {"small-a": now + timedelta(minutes=10)}
+
+        def clear_unhealthy(self, model: str) -> bool:
+            return True
+
+    slow = Slow()
+    slow.health = ModelHealth(FakeClock(), slow, refresh_s=3600, wall=lambda: now)
+    slow.health.refresh()
+    assert slow.health.unhealthy() == {}

@@ -122,7 +122,7 @@ def test_service_feedback(client: TestClient, store: MemoryStore) -> None:
     ):
         assert client.post("/feedback", json=bad).status_code == 422
     health = client.get("/healthz").json()["log"]
-    assert health["store"] == "memory:" and health["written"] >= 1 and health["dropped"] == 0
+    assert health["store"] == "memory" and health["written"] >= 1 and health["dropped"] == 0
     assert store.decisions()[0].metadata == {"tenant": "t1"}
 
 

@@ -26,7 +26,7 @@ from modeltriage.core.index import (
     load_index,
     save_index,
 )
-from modeltriage.core.inputs import check_text
+from modeltriage.core.inputs import check_batch_bytes, check_text
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.options import NO_OPTIONS, RouteOptions
 from modeltriage.core.policy import decide
@@ -308,6 +308,7 @@ class Router:
                 "(limits.max_batch)",
                 too_large=True,
             )
+        check_batch_bytes(texts, limits.max_batch_bytes)
         for position, text in enumerate(texts):
             try:
                 check_text(text, limits.max_text_bytes)
@@ -370,6 +371,10 @@ class Router:
         """Skip ``model`` for ``cooldown_s`` seconds (default ``health.cooldown_s``);
         returns the seconds left."""
         return self._failovers.mark_unhealthy(model, cooldown_s)
+
+    def clear_unhealthy(self, model: str) -> bool:
+        """Clear ``model``'s unhealthy mark (and in a shared log); False when it had none."""
+        return self._failovers.clear_unhealthy(model)
 
     def unhealthy_models(self) -> dict[str, float]:
         """Models currently marked unhealthy, with their seconds left."""

@@ -187,9 +187,15 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         from modeltriage.errors import MissingDependencyError
 
         raise MissingDependencyError("uvicorn", "serve") from None
+    from modeltriage.cli.serving import serve_plan
     from modeltriage.http.app import create_app
+    from modeltriage.http.observe import json_logging
     from modeltriage.reloader import ServingRouter
 
+    # Checked before loading: an exposed open service or a bad keys file is one line.
+    plan = serve_plan(args)
+    if plan.json_logs:
+        json_logging()
     # Load before starting the server so a bad config is a one-line error, not a trace.
     try:
         holder = ServingRouter.load(
@@ -215,11 +221,16 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         )
     print(
         f"modeltriage: {manifest.intents} intents, index {manifest.version}; "
-        f"serving on http://{args.host}:{args.port} (docs at /docs)",
+        f"serving on http://{args.host}:{args.port} (docs at /docs); {plan.keys!r}",
         file=sys.stderr,
+    )
+    for warning in plan.warnings:
+        print(f"modeltriage: warning: {warning}", file=sys.stderr)
+    app = create_app(
+        holder=holder, watch=args.watch, keys=plan.keys, cors_origins=plan.cors_origins
     )
     with holder:
         # Uvicorn drains running requests on SIGTERM/SIGINT before the lifespan ends and
         # closes the holder, which flushes the decision log.
-        uvicorn.run(create_app(holder=holder, watch=args.watch), host=args.host, port=args.port)
+        uvicorn.run(app, host=args.host, port=args.port, **plan.uvicorn)
     return 0

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from modeltriage.cli.eval import add_eval_parser
 from modeltriage.cli.finetune import add_finetune_parser
 from modeltriage.cli.outcomes import add_grouping_args, add_plan_args
+from modeltriage.cli.serving import add_serve_security_args
 
 DEFAULT_INTENTS = os.environ.get("MODELTRIAGE_INTENTS", "intents")
 
@@ -179,4 +180,5 @@ def _add_serve(sub: SubParsers) -> None:
         help="reload when a YAML file of the intents directory changes (SIGHUP and "
         "POST /admin/reload always reload)",
     )
+    add_serve_security_args(p)
     _intents_arg(p)

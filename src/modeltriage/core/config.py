@@ -159,8 +159,24 @@ class CostEstimate(Strict):
 
 
 class Limits(Strict):
-    max_text_bytes: int = Field(default=32_768, ge=1)
-    max_batch: int = Field(default=256, ge=1)
+    """What one request may hold; the service also caps its body and its reading time."""
+
+    max_text_bytes: int = Field(default=32_768, ge=1, description="UTF-8 bytes of one text")
+    max_batch: int = Field(default=256, ge=1, description="texts in one batch")
+    max_batch_bytes: int = Field(
+        default=1_048_576, ge=1, description="UTF-8 bytes of all the texts of one batch"
+    )
+    max_body_bytes: int = Field(
+        default=8_388_608,
+        ge=1024,
+        description="bytes of one HTTP request body, counted as it arrives (413 beyond)",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds a client has to send a whole request body (408 beyond)",
+    )
 
 
 class LogSettings(Strict):

@@ -24,6 +24,24 @@ def check_text(text: object, max_bytes: int) -> str:
     return text
 
 
+def check_batch_bytes(texts: object, max_bytes: int) -> None:
+    """Refuse a batch whose texts add up to more than ``max_bytes`` UTF-8 bytes
+    (``limits.max_batch_bytes``): a count alone lets 256 long texts through."""
+    if not isinstance(texts, (list, tuple)) or len(texts) < 2:
+        return
+    total = 0
+    for text in texts:
+        if isinstance(text, str):
+            # Lone surrogates are counted as three bytes here and refused per text later.
+            total += len(text.encode("utf-8", "surrogatepass"))
+        if total > max_bytes:
+            raise InputError(
+                f"the batch's texts are over the limit of {max_bytes} bytes in all "
+                "(limits.max_batch_bytes)",
+                too_large=True,
+            )
+
+
 def check_answer_size(name: str, value: str, max_bytes: int) -> None:
     """An answer the escalation check may read: valid Unicode, at most ``max_bytes``."""
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,10 +21,38 @@ from pydantic import (
 
 from modeltriage.errors import InputError
 
-MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
+MAX_METADATA_KEYS = 32
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_BYTES = 256
+
+
+def _short_value(value: str) -> str:
+    """A metadata string of at most MAX_METADATA_VALUE_BYTES UTF-8 bytes."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode (it contains a lone surrogate)") from None
+    if size > MAX_METADATA_VALUE_BYTES:
+        raise ValueError(f"a metadata value has at most {MAX_METADATA_VALUE_BYTES} UTF-8 bytes")
+    return value
+
+
+MetadataValue = (
+    Annotated[StrictStr, AfterValidator(_short_value)]
+    | Annotated[StrictInt, BeforeValidator(lambda v: fits_a_float(v))]
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    | StrictBool
+    | None
+)
+MetadataKey = Annotated[StrictStr, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS)]
 Metadata = Annotated[
-    dict[Annotated[str, Field(max_length=100)], MetadataValue],
-    Field(max_length=50, description="stored with the logged decision: tenant, conversation..."),
+    dict[MetadataKey, MetadataValue],
+    Field(
+        max_length=MAX_METADATA_KEYS,
+        description=f"stored with the logged decision (tenant, conversation...): at most "
+        f"{MAX_METADATA_KEYS} keys of {MAX_METADATA_KEY_CHARS} characters, each string value "
+        f"at most {MAX_METADATA_VALUE_BYTES} UTF-8 bytes",
+    ),
 ]
 
 

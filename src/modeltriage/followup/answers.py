@@ -46,6 +46,12 @@ LogProb = Annotated[
 ]
 
 
+# Matching an answer against the choices costs choices x answer length: both are bounded.
+MAX_CHOICES = 26
+ChoiceLabel = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+ChoiceText = Annotated[StrictStr, Field(max_length=1000)]
+
+
 class Answer(CallerInput):
     """A cheaper model's answer and what the caller knows about it: the input of an
     answer check (:meth:`Router.escalate`, ``POST /escalate``)."""
@@ -63,10 +69,15 @@ class Answer(CallerInput):
     second_answer: StrictStr | None = Field(
         default=None, description="a second cheap model's answer to the same request"
     )
-    choices: list[StrictStr] | dict[StrictStr, StrictStr] | None = Field(
+    choices: (
+        Annotated[list[ChoiceLabel], Field(max_length=MAX_CHOICES)]
+        | Annotated[dict[ChoiceLabel, ChoiceText], Field(max_length=MAX_CHOICES)]
+        | None
+    ) = Field(
         default=None,
         description="multiple-choice labels, or labels with option texts: the answer must "
-        "pick one, and a second answer is compared by the choice picked",
+        "pick one, and a second answer is compared by the choice picked; at most 26, a label "
+        "at most 64 characters, an option text at most 1000",
         examples=[["A", "B", "C", "D"], {"A": "Ian", "B": "Dennis"}],
     )
 
@@ -229,11 +240,11 @@ def _choice_by_text(text: str, texts: Mapping[str, str]) -> str | None:
         prefixed = [label for label, option in options.items() if option.startswith(key)]
         if len(prefixed) == 1:
             return prefixed[0]
-    named = [
-        label
-        for label, option in options.items()
-        if option and re.search(rf"(?<!\w){re.escape(option)}(?!\w)", key)
-    ]
+    # Keys are words joined by single spaces, so a whole-word match is a substring match
+    # with spaces around: linear time, where a regex per option took seconds on long
+    # answers.
+    spaced = f" {key} "
+    named = [label for label, option in options.items() if option and f" {option} " in spaced]
     return named[0] if len(named) == 1 else None
 
 

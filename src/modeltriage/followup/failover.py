@@ -94,6 +94,11 @@ class Failovers:
             )
         return self._health.mark(model, float(cooldown_s))
 
+    def clear_unhealthy(self, model: str) -> bool:
+        """Clear ``model``'s unhealthy mark at once; False when it had none."""
+        check_model(self._config, model, "clear_unhealthy")
+        return self._health.clear(model)
+
 
 def _seconds(value: float) -> str:
     """A number for a message; a huge integer is described, not printed (printing one

@@ -32,6 +32,8 @@ class HealthStore(Protocol):
 
     def unhealthy_until(self, now: datetime) -> dict[str, datetime]: ...
 
+    def clear_unhealthy(self, model: str) -> bool: ...
+
 
 def _wall_now() -> datetime:
     return datetime.fromtimestamp(time.time(), tz=timezone.utc)
@@ -57,6 +59,8 @@ class ModelHealth:
         self._snapshot: dict[str, datetime] = {}
         self._read_at: float | None = None
         self._refreshing = False
+        # When each model was last cleared: a shared read begun before it is stale.
+        self._cleared: dict[str, datetime] = {}
 
     @property
     def shared(self) -> bool:
@@ -84,10 +88,31 @@ class ModelHealth:
                 self._snapshot[model] = until
         return cooldown_s
 
+    def clear(self, model: str) -> bool:
+        """Forget ``model``'s mark, here and in the shared store; False when it had none.
+        A store that cannot be reached is logged and the local mark still goes: clearing
+        is how an operator undoes a wrong mark."""
+        with self._lock:
+            had = self._until.pop(model, None) is not None
+            had = self._snapshot.pop(model, None) is not None or had
+            self._cleared[model] = self._wall()
+        if self._shared is not None:
+            try:
+                had = self._shared.clear_unhealthy(model) or had
+            except Exception as exc:
+                _log.warning(
+                    "health: cannot clear the shared mark of %s in %s: %s",
+                    model,
+                    self._shared.url,
+                    exc,
+                )
+        return had
+
     def _refresh(self) -> None:
         assert self._shared is not None
+        began = self._wall()
         try:
-            snapshot = self._shared.unhealthy_until(self._wall())
+            snapshot = self._shared.unhealthy_until(began)
         except Exception as exc:
             _log.warning("health: cannot read shared marks from %s: %s", self._shared.url, exc)
             snapshot = None
@@ -98,6 +123,9 @@ class ModelHealth:
                 # the read was in flight is kept.
                 merged = dict(self._snapshot)
                 for model, until in snapshot.items():
+                    cleared = self._cleared.get(model)
+                    if cleared is not None and cleared >= began:
+                        continue
                     merged[model] = max(until, merged.get(model, until))
                 self._snapshot = merged
 

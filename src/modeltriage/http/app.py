@@ -4,11 +4,16 @@ The router lives on ``app.state`` for the app's lifetime (set up in the lifespan
 several apps with different intents can coexist in one process. ``app.state.holder`` (a
 :class:`~modeltriage.reloader.ServingRouter`) swaps it on a reload; ``app.state.router`` is
 the router that serves now.
+The API keys (``app.state.api_keys``) and the metrics (``app.state.metrics``) live there too.
+
+Middleware, outermost first: :class:`~.observe.RequestObserver` (request id, metrics,
+access log), CORS when origins are given, :class:`~.body_guard.BodyGuard` (415, body cap
+and read timeout, NaN and surrogates refused).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,24 +23,18 @@ from modeltriage.reloader import ServingRouter
 from modeltriage.router import Router
 
 try:
-    from fastapi import FastAPI, Request, Response
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
-from modeltriage.http.body_checks import body_problem
+from modeltriage.http.auth import ApiKeys
+from modeltriage.http.body_guard import BodyGuard
 from modeltriage.http.error_responses import install_error_handlers
+from modeltriage.http.metrics import ServiceMetrics
+from modeltriage.http.observe import REQUEST_ID_HEADER, RequestObserver
 from modeltriage.http.reload import reload_api, reload_triggers
-from modeltriage.http.routes import api, current
-
-# JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
-_JSON_OVERHEAD = 6
-
-
-def _too_large(size: int, cap: int) -> JSONResponse:
-    return JSONResponse(
-        {"detail": f"request body of {size} bytes is over the limit of {cap}"}, status_code=413
-    )
+from modeltriage.http.routes import api
 
 
 def create_app(
@@ -45,11 +44,18 @@ def create_app(
     holder: ServingRouter | None = None,
     build_if_needed: bool = False,
     watch: bool = False,
+    keys: ApiKeys | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """Build the service. Pass ``router`` to serve an already loaded one (tests; the
     caller closes it; there is nothing to reload it from), or a ``holder`` (the CLI: the
     app closes it at shutdown, after the last request). ``watch``: reload when a YAML
-    file of the intents directory changes."""
+    file of the intents directory changes.
+
+    ``keys``: the API keys (default: those of ``MODELTRIAGE_API_KEYS`` and
+    ``MODELTRIAGE_ADMIN_KEYS``), kept on ``app.state.api_keys``. ``cors_origins``: the
+    browser origins allowed to call the service (default none: CORS is off).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,34 +80,21 @@ def create_app(
         summary="Decides which LLM should answer a request. It never calls an LLM.",
         lifespan=lifespan,
     )
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.method != "POST":
-            return await call_next(request)
-        limits = current(request).config.limits
-        cap = limits.max_text_bytes * limits.max_batch * _JSON_OVERHEAD + 4096
-        # Refuse oversized bodies from their header, before reading them into memory.
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cap:
-            return _too_large(int(length), cap)
-        body = await request.body()
-        if len(body) > cap:
-            return _too_large(len(body), cap)
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return JSONResponse(
-                {"detail": f"request body is not valid UTF-8 (byte {exc.start})"},
-                status_code=400,
-            )
-        found = body_problem(body)
-        if found is not None:
-            return JSONResponse({"detail": [found]}, status_code=422)
-        return await call_next(request)
-
+    app.state.api_keys = ApiKeys.from_env() if keys is None else keys
+    app.state.metrics = ServiceMetrics(lambda: getattr(app.state, "router", None))
+    # Added innermost first: the request id and timing wrap everything, CORS answers
+    # preflights before the body is read, the body guard runs last before the endpoint.
+    app.add_middleware(BodyGuard)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+            max_age=600,
+        )
+    app.add_middleware(RequestObserver, metrics=app.state.metrics)
     install_error_handlers(app)
     app.include_router(api)
     app.include_router(reload_api)

@@ -8,6 +8,7 @@ carry, or the caller's whole body.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from modeltriage.errors import (
     UnknownDecisionError,
 )
 
+_log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 500
 MAX_LOC_PART_CHARS = 100
 # A body with 100,000 wrong list items gets the first few, not a 100,000-item answer.
@@ -82,6 +84,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def library_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ModelTriageError)
+        if isinstance(exc, LogStoreError) and exc.url is not None:
+            # The store's message names a path or a host: for the operator's log only.
+            _log.warning("decision log error: %s", exc)
+            return JSONResponse(
+                {"detail": "the decision log is unavailable; try again later"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         # Library messages are bounded already; the cap only guards against one quoting
         # a caller's value at length.
         detail = safe_text(str(exc), 4 * MAX_MESSAGE_CHARS)

@@ -41,6 +41,9 @@ def reload_now(app: FastAPI, trigger: str) -> ReloadOutcome:
     holder = holder_of(app)
     outcome = holder.reload(trigger)
     app.state.router = holder.router
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is not None:
+        metrics.reloaded(outcome.ok)
     return outcome
 
 

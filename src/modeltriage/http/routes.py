@@ -1,17 +1,28 @@
 """The service's endpoints. Each one reads the router from the app's state, calls one
-library method and shapes the answer; errors map to statuses in :mod:`.app`."""
+library method and shapes the answer; errors map to statuses in :mod:`.error_responses`.
+
+Who may call what (:mod:`.auth`): ``routed`` endpoints need a route key when route keys
+are configured; ``admin`` ones an admin key; ``/healthz`` and ``/readyz`` are open.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
 
 from modeltriage import __version__
 from modeltriage.core.decision import Decision
-from modeltriage.errors import InputError
+from modeltriage.errors import InputError, LogStoreError
+from modeltriage.http.auth import require_admin, require_route
+from modeltriage.http.metrics import CONTENT_TYPE, ServiceMetrics
 from modeltriage.http.reload import reload_health
 from modeltriage.http.schemas import (
     BatchRouteRequest,
     BatchRouteResponse,
+    ClearedModel,
     EscalateRequest,
     EscalateResponse,
     FeedbackRequest,
@@ -21,40 +32,57 @@ from modeltriage.http.schemas import (
     LogHealth,
     NextModelRequest,
     NextModelResponse,
+    Readiness,
     RouteRequest,
     UnhealthyModel,
     UnhealthyModels,
     UnhealthyRequest,
 )
+from modeltriage.log.urls import store_kind
 from modeltriage.router import Router
 
+_log = logging.getLogger(__name__)
+ModelPath = Annotated[str, Path(min_length=1, max_length=200)]
+DecisionId = Annotated[str, Path(min_length=1, max_length=100)]
+
 api = APIRouter()
+routed = APIRouter(dependencies=[Depends(require_route)])
+admin = APIRouter(dependencies=[Depends(require_admin)])
 
 
 def current(request: Request) -> Router:
     """The router the app's lifespan loaded."""
-    routed: Router = request.app.state.router
-    return routed
+    served: Router = request.app.state.router
+    return served
 
 
-@api.post("/route", response_model=Decision, summary="Decide which model answers a request")
+def _metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+@routed.post("/route", response_model=Decision, summary="Decide which model answers a request")
 def route(body: RouteRequest, request: Request) -> Decision:
     if body.text is not None and body.messages is not None:
         raise InputError("give `text` or `messages`, not both")
     if body.messages is not None:
-        return current(request).route_messages(body.messages, body)
-    if body.text is None:
+        decision = current(request).route_messages(body.messages, body)
+    elif body.text is None:
         raise InputError("text: Field required (or give `messages`)")
-    return current(request).route(body.text, body)
+    else:
+        decision = current(request).route(body.text, body)
+    _metrics(request).decided([decision])
+    return decision
 
 
-@api.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
+@routed.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
 def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
     decisions = current(request).route_batch(body.texts, body)
+    _metrics(request).decided(decisions)
     return BatchRouteResponse(decisions=decisions)
 
 
-@api.post(
+@routed.post(
     "/feedback",
     response_model=FeedbackResponse,
     status_code=201,
@@ -68,7 +96,7 @@ def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     return FeedbackResponse(status="recorded", decision_id=body.decision_id)
 
 
-@api.post(
+@routed.post(
     "/escalate",
     response_model=EscalateResponse,
     summary="Check a cheap model's answer: escalate it, and to which model?",
@@ -86,7 +114,7 @@ def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
     )
 
 
-@api.post(
+@routed.post(
     "/next-model",
     response_model=NextModelResponse,
     summary="A model failed: which model of the decision's chain to try next",
@@ -102,13 +130,13 @@ def failover(body: NextModelRequest, request: Request) -> NextModelResponse:
     return NextModelResponse(model=result.model, reason=result.reason, decision_id=body.decision_id)
 
 
-@api.get(
+@routed.get(
     "/decisions/{decision_id}",
     response_model=LoggedDecision,
     summary="A logged decision, with its failover and escalation events and feedback",
     responses={404: {"description": "no decision with this id was logged"}},
 )
-def logged_decision(decision_id: str, request: Request) -> LoggedDecision:
+def logged_decision(decision_id: DecisionId, request: Request) -> LoggedDecision:
     router = current(request)
     entry = router.decision(decision_id)
     events = router.events(decision_id)
@@ -117,13 +145,13 @@ def logged_decision(decision_id: str, request: Request) -> LoggedDecision:
     return LoggedDecision(decision=entry, events=events, feedback=feedback)
 
 
-@api.post(
+@admin.post(
     "/health/models/{name}/unhealthy",
     response_model=UnhealthyModel,
     summary="Skip a model in decisions and failovers for a cooldown",
 )
 def mark_unhealthy(
-    name: str, request: Request, body: UnhealthyRequest | None = None
+    name: ModelPath, request: Request, body: UnhealthyRequest | None = None
 ) -> UnhealthyModel:
     # Passed as sent: the library compares it with health.max_cooldown_s before any
     # conversion (a 400-digit integer would overflow a float).
@@ -131,7 +159,7 @@ def mark_unhealthy(
     return UnhealthyModel(model=name, seconds_left=round(left, 3))
 
 
-@api.get("/health/models", response_model=UnhealthyModels, summary="Models marked unhealthy")
+@routed.get("/health/models", response_model=UnhealthyModels, summary="Models marked unhealthy")
 def unhealthy_models(request: Request) -> UnhealthyModels:
     return UnhealthyModels(
         unhealthy=[
@@ -141,15 +169,24 @@ def unhealthy_models(request: Request) -> UnhealthyModels:
     )
 
 
-@api.get("/healthz", response_model=Health, summary="Liveness and the loaded index")
+@admin.delete(
+    "/health/models/{name}",
+    response_model=ClearedModel,
+    summary="Clear a model's unhealthy mark (here and in a shared log)",
+)
+def clear_unhealthy(name: ModelPath, request: Request) -> ClearedModel:
+    return ClearedModel(model=name, cleared=current(request).clear_unhealthy(name))
+
+
+@api.get("/healthz", response_model=Health, summary="Liveness and the loaded index (cheap)")
 def healthz(request: Request) -> Health:
-    routed = current(request)
-    manifest = routed.manifest
-    logger = routed.logger
+    served = current(request)
+    manifest = served.manifest
+    logger = served.logger
     log = None
     if logger is not None:
         log = LogHealth(
-            store=logger.store.url,
+            store=store_kind(logger.store.url),
             written=logger.written,
             pending=logger.pending,
             dropped=logger.dropped,
@@ -166,7 +203,38 @@ def healthz(request: Request) -> Health:
         exemplars=manifest.exemplars,
         built_at=manifest.built_at,
         log=log,
-        failovers=routed.failovers,
-        unhealthy_models=list(routed.unhealthy_models()),
+        failovers=served.failovers,
+        unhealthy_models=list(served.unhealthy_models()),
         reload=reload_health(request.app),
     )
+
+
+@api.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Ready for traffic: an index is loaded and the decision log takes writes",
+    responses={503: {"model": Readiness, "description": "not ready; `problems` says why"}},
+)
+def readyz(request: Request) -> Response:
+    served = getattr(request.app.state, "router", None)
+    problems: list[str] = []
+    if served is None:
+        problems.append("no router loaded")
+    elif served.logger is not None:
+        try:
+            served.logger.store.check_writable()
+        except LogStoreError:
+            # The reason (a path, a host) goes to the server's log, not to the caller.
+            _log.warning("readyz: the decision log is not writable", exc_info=True)
+            problems.append("the decision log is not writable")
+    ready = Readiness(ready=not problems, problems=problems)
+    return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
+
+
+@routed.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    return Response(_metrics(request).render(), media_type=CONTENT_TYPE)
+
+
+api.include_router(routed)
+api.include_router(admin)

@@ -85,6 +85,16 @@ class UnhealthyModel(BaseModel):
     seconds_left: float
 
 
+class ClearedModel(BaseModel):
+    model: str
+    cleared: bool = Field(description="false: the model had no mark")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    problems: list[str]
+
+
 class UnhealthyModels(BaseModel):
     unhealthy: list[UnhealthyModel]
 
@@ -97,7 +107,7 @@ class FeedbackRequest(BaseModel):
     source: StrictStr = Field(
         default="user", min_length=1, max_length=64, examples=["user", "judge"]
     )
-    model: StrictStr | None = Field(default=None, description="the model that really answered")
+    model: ModelName | None = Field(default=None, description="the model that really answered")
 
 
 class FeedbackResponse(BaseModel):
@@ -106,7 +116,7 @@ class FeedbackResponse(BaseModel):
 
 
 class LogHealth(BaseModel):
-    store: str
+    store: str = Field(description="the kind of store: sqlite, postgresql or memory (no path)")
     written: int
     pending: int
     dropped: int
@@ -118,7 +128,7 @@ class LogHealth(BaseModel):
 
 
 class EscalateRequest(Body, Answer):
-    model: StrictStr | None = Field(
+    model: ModelName | None = Field(
         default=None, description="the model that answered; default: the routed model of `text`"
     )
     text: StrictStr | None = Field(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,60 @@ def check_query(limit: int | None, since: datetime | None) -> datetime | None:
 def text_sha256(text: str) -> str:
     """Hex SHA-256 of the UTF-8 text; lone surrogates are hashed rather than rejected."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def readable(value: str) -> str:
+    """``value`` with each lone surrogate (a byte that was not UTF-8, read with
+    ``surrogateescape``, or an escape that slipped in) replaced by U+FFFD."""
+    return _SURROGATE.sub(REPLACEMENT, value)
+
+
+def _readable_value(value: Any) -> tuple[MetadataValue, bool]:
+    if isinstance(value, str):
+        clean = readable(value)
+        return clean, clean != value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    if value is None or isinstance(value, (bool, int, float)):
+        return value, False
+    return None, True
+
+
+def repair_stored(values: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a stored decision made fit to read and send: lone surrogates become
+    U+FFFD, a metadata or fallbacks column that is not what it should be becomes empty,
+    a value JSON cannot carry becomes null; ``repaired`` says whether anything changed.
+    A row written by something else than this library must never break a read."""
+    repaired = False
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            out[key] = readable(value)
+            repaired = repaired or out[key] != value
+        else:
+            out[key] = value
+    metadata = out.get("metadata")
+    if not isinstance(metadata, Mapping):
+        out["metadata"], repaired = {}, repaired or metadata is not None
+    else:
+        clean_metadata: dict[str, MetadataValue] = {}
+        for key, value in metadata.items():
+            clean_key = readable(str(key))
+            clean_metadata[clean_key], changed = _readable_value(value)
+            repaired = repaired or changed or clean_key != key
+        out["metadata"] = clean_metadata
+    fallbacks = out.get("fallbacks", ())
+    if not isinstance(fallbacks, (list, tuple)) or not all(isinstance(f, str) for f in fallbacks):
+        out["fallbacks"], repaired = (), True
+    else:
+        out["fallbacks"] = tuple(readable(f) for f in fallbacks)
+        repaired = repaired or out["fallbacks"] != tuple(fallbacks)
+    out["repaired"] = repaired
+    return out
 
 
 def _checked_metadata(metadata: Metadata) -> dict[str, MetadataValue]:
@@ -110,6 +165,9 @@ class LogEntry(_JsonEntry):
     fallbacks: tuple[str, ...] = ()
     cascade_to: str | None = None
     second_opinion: str | None = None
+    # Set when reading a stored row that had to be mended (see repair_stored): a value
+    # was not valid Unicode or not what its column holds. Not stored.
+    repaired: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.decision_id:

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from modeltriage.errors import LogStoreError, UnknownDecisionError
-from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry, _as_utc, check_query
+from modeltriage.log.entries import (
+    EventEntry,
+    FeedbackEntry,
+    LogEntry,
+    _as_utc,
+    _utcnow,
+    check_query,
+)
 from modeltriage.log.migrations import SQLITE_MIGRATIONS
 from modeltriage.log.urls import MEMORY_URL
 
@@ -91,7 +98,22 @@ class MemoryStore:
         until = _as_utc(until, "until")
         with self._lock:
             self._check_open()
+            self._prune(_utcnow())
             self._health[model] = until
+
+    def _prune(self, now: datetime) -> None:
+        for expired in [m for m, t in self._health.items() if t <= now]:
+            del self._health[expired]
+
+    def clear_unhealthy(self, model: str) -> bool:
+        with self._lock:
+            self._check_open()
+            return self._health.pop(model, None) is not None
+
+    def check_writable(self) -> None:
+        with self._lock:
+            self._check_open()
+            self._prune(_utcnow())
 
     def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
         now = _as_utc(now, "now")

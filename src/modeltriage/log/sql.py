@@ -27,6 +27,8 @@ from modeltriage.log.entries import (
     _as_utc,
     _utcnow,
     check_query,
+    readable,
+    repair_stored,
 )
 from modeltriage.log.migrations import Migration, check_migrations
 
@@ -273,10 +275,10 @@ class SQLStore(ABC):
         return [
             EventEntry(
                 kind=row[0],
-                model=row[1],
-                to_model=row[2],
-                detail=row[3],
-                decision_id=row[4],
+                model=readable(row[1]),
+                to_model=None if row[2] is None else readable(row[2]),
+                detail=readable(row[3]),
+                decision_id=None if row[4] is None else readable(row[4]),
                 created_at=self._decode_time(row[5]),
                 event_id=row[6],
             )
@@ -291,9 +293,22 @@ class SQLStore(ABC):
             "ON CONFLICT (model) DO UPDATE SET until = excluded.until, "
             "marked_at = excluded.marked_at"
         )
-        params = (self._text(model), self._encode_time(until), self._encode_time(_utcnow()))
+        now = self._encode_time(_utcnow())
+        params = (self._text(model), self._encode_time(until), now)
         with self._guard("mark a model unhealthy", write=True):
             self._execute(sql, params)
+            # Expired marks go as new ones come: the table never outgrows the models.
+            self._execute(f"DELETE FROM model_health WHERE until <= {p}", (now,))
+
+    def clear_unhealthy(self, model: str) -> bool:
+        sql = f"DELETE FROM model_health WHERE model = {self._param}"
+        with self._guard("clear a model's health mark", write=True):
+            return bool(self._execute(sql, (self._text(model),)).rowcount)
+
+    def check_writable(self) -> None:
+        sql = f"DELETE FROM model_health WHERE until <= {self._param}"
+        with self._guard("write to the log", write=True):
+            self._execute(sql, (self._encode_time(_utcnow()),))
 
     def unhealthy_until(self, now: datetime) -> dict[str, datetime]:
         now = _as_utc(now, "now")
@@ -310,10 +325,10 @@ class SQLStore(ABC):
         )
         return [
             FeedbackEntry(
-                decision_id=row[0],
+                decision_id=readable(row[0]),
                 quality=row[1],
-                source=row[2],
-                model=row[3],
+                source=readable(row[2]),
+                model=None if row[3] is None else readable(row[3]),
                 created_at=self._decode_time(row[4]),
             )
             for row in rows
@@ -349,9 +364,16 @@ class SQLStore(ABC):
         values = dict(zip(ENTRY_COLUMNS, row, strict=True))
         values["created_at"] = self._decode_time(values["created_at"])
         values["cascaded"] = bool(values["cascaded"])
-        values["metadata"] = self._decode_json(values["metadata"])
-        values["fallbacks"] = tuple(self._decode_json(values["fallbacks"]))
-        return LogEntry(**values)
+        values["metadata"] = self._tolerant_json(values["metadata"])
+        values["fallbacks"] = self._tolerant_json(values["fallbacks"])
+        return LogEntry(**repair_stored(values))
+
+    def _tolerant_json(self, value: Any) -> Any:
+        # Not JSON: repair_stored empties the column and flags the entry.
+        try:
+            return self._decode_json(value)
+        except (ValueError, TypeError):
+            return _NOT_JSON
 
     def close(self) -> None:
         with self._lock:
@@ -363,6 +385,9 @@ class SQLStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+_NOT_JSON = object()
 
 
 def storable(text: str) -> str:

@@ -49,6 +49,9 @@ class SQLiteStore(SQLStore):
             )
         except (OSError, sqlite3.Error) as exc:
             raise LogStoreError(f"cannot open the database: {exc}", self.url) from exc
+        # A column that is not UTF-8 (written by another tool) reads as lone surrogates,
+        # which entries.repair_stored turns into U+FFFD: it never breaks a read.
+        self._conn.text_factory = _tolerant_text
         try:
             self._configure(busy_timeout_s)
             self._migrate()
@@ -122,3 +125,7 @@ class SQLiteStore(SQLStore):
 
     def _close_connection(self) -> None:
         self._conn.close()
+
+
+def _tolerant_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")

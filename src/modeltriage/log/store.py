@@ -54,6 +54,15 @@ class LogStore(Protocol):
         """Models marked unhealthy past ``now``, with the end of their cooldown."""
         ...
 
+    def clear_unhealthy(self, model: str) -> bool:
+        """Remove ``model``'s mark; False when it had none. (Expired marks are deleted
+        whenever a mark is written and by :meth:`check_writable`.)"""
+        ...
+
+    def check_writable(self) -> None:
+        """Raise LogStoreError unless the store takes writes now (readiness). The write
+        changes nothing a reader sees: it deletes expired health marks."""
+
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...

@@ -77,3 +77,11 @@ def configured_log_url(
     """
     url = explicit if explicit is not None else os.environ.get(LOG_URL_ENV) or settings.url
     return None if url is None else resolve_url(url, base)
+
+
+def store_kind(url: str) -> str:
+    """Which kind of store ``url`` names (``memory``, ``postgresql`` or ``sqlite``), fit
+    to show anyone: no path, host or user."""
+    if url == MEMORY_URL:
+        return "memory"
+    return "postgresql" if is_postgres_url(url) else "sqlite"
