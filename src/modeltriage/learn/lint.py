@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modeltriage.core.config import DIFFICULTIES
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index import (
     ExemplarRow,
@@ -224,18 +225,23 @@ def _pairs(
 ) -> Iterator[Finding]:
     """Near-duplicates, and near neighbours of one intent with different difficulties.
     Each pair is reported once, at the later exemplar (the one to edit)."""
-    thresholds = [t for t in (duplicate, conflict) if t is not None]
-    if not thresholds or loo.ids.shape[1] == 0:
+    if loo.ids.shape[1] == 0 or (duplicate is None and conflict is None):
         return
-    rows_i, cols = np.nonzero(loo.sims >= min(thresholds))
+    neighbour_labels = loo.labels[loo.ids]
+    same = neighbour_labels == loo.labels[:, None]
+    flagged = np.zeros(loo.sims.shape, dtype=bool)
+    if duplicate is not None:
+        flagged |= loo.sims >= duplicate
+    if conflict is not None:
+        levels = np.array([DIFFICULTIES.index(r.difficulty) for r in where.rows])
+        flagged |= (loo.sims >= conflict) & same & (levels[loo.ids] != levels[:, None])
     seen: set[tuple[int, int]] = set()
-    for i, c in zip(rows_i.tolist(), cols.tolist(), strict=True):
+    for i, c in zip(*np.nonzero(flagged), strict=True):
         j = int(loo.ids[i, c])
-        pair = (min(i, j), max(i, j))
-        if pair in seen:
+        first, later = min(int(i), j), max(int(i), j)
+        if (first, later) in seen:
             continue
-        seen.add(pair)
-        first, later = pair
+        seen.add((first, later))
         sim = float(loo.sims[i, c])
         a, b = where.rows[first], where.rows[later]
         file, line = where.exemplar(first)
@@ -247,7 +253,7 @@ def _pairs(
             else:
                 message = f"near-duplicate (cosine {sim:.3f}) of {other} in intent {a.intent}"
                 yield where.finding("error", "duplicate_across", later, message)
-        elif conflict is not None and a.intent == b.intent and a.difficulty != b.difficulty:
+        else:
             message = (
                 f"difficulty {b.difficulty}, but its near neighbour {other} (cosine {sim:.2f}) "
                 f"is {a.difficulty}"
