@@ -254,8 +254,8 @@ def format_diff_markdown(diff: IntentDiff) -> str:
         x, y = a.tier_share.get(tier, 0.0), b.tier_share.get(tier, 0.0)
         lines.append(f"| tier {tier} | {pct(x)} | {pct(y)} | {pts(x, y)} |")
     lines.append("")
-    for note in diff.notes:
-        lines.append(f"> {note}")
+    if diff.notes:
+        lines += [*(f"> {note}" for note in diff.notes), ""]
     if diff.violations:
         lines += [f"**Bound exceeded:** {v}" for v in diff.violations]
         lines.append("")
