@@ -25,6 +25,7 @@ from modeltriage.cli.eval import run_eval
 from modeltriage.cli.finetune import run_finetune
 from modeltriage.cli.learning import run_learn, run_tune
 from modeltriage.cli.parser import build_parser
+from modeltriage.cli.review import run_diff, run_lint, run_mine
 from modeltriage.errors import ModelTriageError
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ HANDLERS: dict[str, Handler] = {
     # Fine-tuning trains the real model: an injected encoder has nothing to offer it.
     "finetune": lambda args, _encoder: run_finetune(args),
     "serve": run_serve,
+    "lint": run_lint,
+    "diff": run_diff,
+    "mine": run_mine,
 }
 
 

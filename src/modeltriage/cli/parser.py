@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from modeltriage.cli.eval import add_eval_parser
 from modeltriage.cli.finetune import add_finetune_parser
 from modeltriage.cli.outcomes import add_grouping_args, add_plan_args
+from modeltriage.cli.review import add_review_parsers
 from modeltriage.cli.serving import add_serve_security_args
 
 DEFAULT_INTENTS = os.environ.get("MODELTRIAGE_INTENTS", "intents")
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     _add_serve(sub)
     add_eval_parser(sub)
+    add_review_parsers(sub, _intents_arg)
     return parser
 
 

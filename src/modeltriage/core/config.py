@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from modeltriage.core.escalation_settings import EscalationSettings
+from modeltriage.core.lint_settings import LintSettings
 
 Difficulty = Literal["easy", "moderate", "hard"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "moderate", "hard")
@@ -323,6 +324,7 @@ class RouterConfig(Strict):
     limits: Limits = Limits()
     log: LogSettings = LogSettings()
     escalation: EscalationSettings = EscalationSettings()
+    lint: LintSettings = LintSettings()
     encoder: EncoderSettings = EncoderSettings()
     health: HealthSettings = HealthSettings()
     conversation: ConversationSettings = ConversationSettings()

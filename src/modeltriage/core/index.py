@@ -129,6 +129,10 @@ class FaissIndex:
     def save(self, path: Path) -> None:
         _faiss().write_index(self._index, str(path))
 
+    def vectors(self) -> Vectors:
+        """The stored vectors, in index order (what `lint` compares, never re-embedded)."""
+        return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)
+
 
 class NumpyIndex:
     """Brute-force numpy index: the deterministic stand-in for FAISS in unit tests."""
@@ -153,6 +157,9 @@ class NumpyIndex:
 
     def save(self, path: Path) -> None:
         np.save(path, self._vectors)
+
+    def vectors(self) -> Vectors:
+        return self._vectors
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,12 @@ def validate_intents(
 
 def load_intents(directory: Path | str) -> IntentSet:
     """Load ``router.yaml`` and every other ``*.yaml``/``*.yml`` file in ``directory``."""
+    return load_intent_documents(directory)[0]
+
+
+def load_intent_documents(directory: Path | str) -> tuple[IntentSet, dict[str, YamlDocument]]:
+    """:func:`load_intents`, with each intent's parsed file (by intent name), for tools
+    that point at an exemplar's file:line (`modeltriage lint`)."""
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError("intents directory not found", root)
@@ -193,9 +199,11 @@ def load_intents(directory: Path | str) -> IntentSet:
     )
     if not files:
         raise ConfigError("no intent files (*.yaml) found", root)
-    intents = validate_intents(config, (load_intent_file(p) for p in files))
+    loaded = [load_intent_file(p) for p in files]
+    intents = validate_intents(config, loaded)
     step_problems = config.step_problems(intent.name for intent in intents)
     if step_problems:
         loc, message = step_problems[0]
         raise YamlDocument.read(config_path).error(message, loc)
-    return IntentSet(config=config, intents=intents, source=root)
+    documents = {intent.name: doc for intent, doc in loaded}
+    return IntentSet(config=config, intents=intents, source=root), documents
