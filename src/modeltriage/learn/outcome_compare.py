@@ -27,8 +27,8 @@ from modeltriage.learn.outcome_eval import apgr, oracle
 from modeltriage.learn.outcome_intents import GroupBy
 from modeltriage.learn.outcome_knn import SLACKS, knn_choices, knn_estimates, quality_matrix
 from modeltriage.learn.outcome_margin import learn_margin
-from modeltriage.learn.planlearning import FLAGSHIP_NOW, decision_plan, learn_plans
-from modeltriage.learn.plans import Plan, Served, choose_from_tables, serve
+from modeltriage.learn.planlearning import decision_plan, learn_plans
+from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, Served, choose_from_tables, serve
 from modeltriage.learn.splits import seeded_split
 from modeltriage.router import Router, route_all
 

@@ -90,10 +90,8 @@ def format_comparison(report: Comparison) -> str:
             lines.append(
                 f"  {policy} curve, best savings at >= {share}: {_mean_worst(values, min)}"
             )
-        values = [s.apgr[policy] for s in splits]
-        lines.append(
-            f"  {policy} APGR: mean {sum(values) / len(values):.3f}, worst {min(values):.3f}"
-        )
+        areas = [s.apgr[policy] for s in splits]
+        lines.append(f"  {policy} APGR: mean {sum(areas) / len(areas):.3f}, worst {min(areas):.3f}")
     lines.append(
         "the curves' best points are picked on the test prompts (as the kNN baseline's "
         "slack is); the router at its floor is not"

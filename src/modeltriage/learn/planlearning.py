@@ -163,10 +163,11 @@ def learn_plans(
     groups = grouped(usable, names)
     try:
         tables = group_tables(groups, cheap, flagship, candidates=candidates, answers=answers)
-        learned = (
-            None if margin is not None else learn_margin(tables, floor, folds=folds, seed=seed)
-        )
-        used_margin = margin if learned is None else learned.margin
+        learned = None
+        if margin is None:
+            learned = learn_margin(tables, floor, folds=folds, seed=seed)
+        used_margin = learned.margin if learned is not None else margin
+        assert used_margin is not None
         choice = choose_from_tables(tables, floor=floor, margin=used_margin)
     except ValueError as exc:
         raise InputError(str(exc)) from None
