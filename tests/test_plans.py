@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage import HashingEncoder, InputError, Router, load_intents
+from modeltriage import HashingEncoder, Router, load_intents
 from modeltriage.cli.main import main
+from modeltriage.learn.outcome_compare import Comparison
 from modeltriage.learn.outcome_data import Outcome, OutcomeRow
 from modeltriage.learn.outcome_files import evaluate_outcome_files
-from modeltriage.learn.planlearning import PlansReport, evaluate_plans, learn_plans, plan_intents
+from modeltriage.learn.planlearning import evaluate_plans, learn_plans, plan_intents
 from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, candidate_plans, choose_plans, serve
 
 from .test_outcomes import write_rows
@@ -73,11 +74,12 @@ def test_a_missing_answer_escalates() -> None:
 def test_candidate_plans_take_the_most_often_right_cheap_first() -> None:
     rows = [proof(i) for i in range(3)] + [quiz(i) for i in range(5)]
     plans = candidate_plans(rows, ["tiny", "mini", "mid"], "huge", candidates=2)
-    # all three cheap models are as often right: the cheapest two are kept
+    # every cheap model alone; all three are as often right: the cheapest two cascade
     assert plans == [
         FLAGSHIP_NOW,
         Plan("single", "tiny"),
         Plan("single", "mini"),
+        Plan("single", "mid"),
         Plan("cascade", "tiny", "mini"),
     ]
 
@@ -166,16 +168,18 @@ def test_evaluate_plans_with_the_fake_encoder() -> None:
 def test_evaluate_outcome_files_scores_plans_on_held_out_rows(tmp_path: Path) -> None:
     source = write_rows(tmp_path / "rows.outcomes.jsonl", all_rows())
     report = evaluate_outcome_files(
-        source, None, "small=tiny,flagship=huge", HashingEncoder, plans=True, floor=1.0
+        source, None, "small=tiny,flagship=huge", HashingEncoder, plans=True, floor=1.0, seeds=2
     )
-    assert isinstance(report, PlansReport) and report.floor == 1.0
-    assert report.test_rows == round(len(all_rows()) * 0.3)
+    assert isinstance(report, Comparison) and report.floor == 1.0 and report.answers
+    assert [s.test_rows for s in report.splits] == [round(len(all_rows()) * 0.3)] * 2
 
 
-def test_plans_need_answers() -> None:
+def test_plans_without_answers_choose_one_model_each() -> None:
     bare = [OutcomeRow(r.id, r.text, r.task, r.outcomes) for r in all_rows()]
-    with pytest.raises(InputError, match="responses"):
-        learn_plans(bare, TIERS, None)
+    learned = learn_plans(bare, TIERS, None, floor=0.8)
+    assert not learned.answers
+    assert all(i.cascade is None for i in learned.intents)
+    assert {i.name: i.model for i in learned.intents}["quiz"] == "tiny"
 
 
 def test_learn_plans_cli_writes_loadable_intents(
@@ -199,9 +203,8 @@ def test_eval_outcomes_plans_cli_with_the_real_encoder(
     source = write_rows(tmp_path / "rows.outcomes.jsonl", all_rows())
     report = tmp_path / "plans.json"
     argv = ["eval", "outcomes", "--train", str(source), "--tiers", "small=tiny,flagship=huge"]
-    assert main([*argv, "--plans", "--floor", "1", "--json", str(report)]) == 0
+    assert main([*argv, "--plans", "--floor", "1", "--seeds", "1", "--json", str(report)]) == 0
     printed = capsys.readouterr().out
-    assert "router with learned plans" in printed and "precision" in printed
-    data = json.loads(report.read_text())
-    routed = next(s for s in data["scores"] if s["name"] == "router with learned plans")
+    assert "router with learned plans" in printed and "per-model kNN" in printed
+    routed = json.loads(report.read_text())["splits"][0]["router"]
     assert routed["quality_share"] == pytest.approx(1.0) and routed["savings"] > 0.25

@@ -17,7 +17,6 @@ from modeltriage.errors import InputError
 
 if TYPE_CHECKING:
     from modeltriage.core.encoders import Encoder
-    from modeltriage.learn.outcome_data import OutcomeRow
     from modeltriage.learn.tuning import TuneResult
     from modeltriage.learn.tuning_cases import TuningCases
     from modeltriage.router import Router
@@ -42,14 +41,16 @@ def run_learn(args: argparse.Namespace, encoder: Encoder | None) -> int:
         write_intents_dir,
     )
 
+    if args.plans:
+        return _learn_plans(args, encoder)
+    if args.tiers is None:
+        raise InputError("learn needs --tiers (or --plans with --flagship)")
     tiers = parse_tiers(args.tiers)
     rows = read_outcomes_jsonl(args.outcomes)
     known = set().union(*(r.outcomes for r in rows))
     unknown = [m for _, m in tiers if m not in known]
     if unknown:
         raise InputError(f"--tiers: {args.outcomes} has no outcomes for {unknown}")
-    if args.plans:
-        return _learn_plans(args, rows, tiers, encoder)
     config = learned_config(rows, tiers)
     groups = None
     if needs_clustering(rows, args.group_by):
@@ -78,15 +79,15 @@ def run_learn(args: argparse.Namespace, encoder: Encoder | None) -> int:
     return 0
 
 
-def _learn_plans(
-    args: argparse.Namespace,
-    rows: list[OutcomeRow],
-    tiers: list[tuple[str, str]],
-    encoder: Encoder | None,
-) -> int:
+def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.learn.outcome_files import plan_tiers_of, read_priced
     from modeltriage.learn.outcome_intents import needs_clustering, write_intents_dir
     from modeltriage.learn.planlearning import learn_plans
 
+    if args.margin is not None and not (0 <= args.margin < 100):
+        raise InputError(f"--margin must be from 0 to 100 standard errors, got {args.margin}")
+    rows = read_priced(args.outcomes, args.prices)
+    tiers = plan_tiers_of(rows, args.tiers, args.flagship)
     learned = learn_plans(
         rows,
         tiers,
@@ -96,20 +97,34 @@ def _learn_plans(
         group_by=args.group_by,
         clusters=args.clusters,
         seed=args.seed,
+        margin=args.margin,
+    )
+    flagship = tiers[-1][1]
+    margin = args.margin if learned.margin is None else learned.margin.margin
+    how = "given" if learned.margin is None else "learned by 5-fold cross-validation"
+    kinds = (
+        "one model, or a model checked by a second opinion"
+        if learned.answers
+        else ("or one model (the file has no `responses`, so no plan checks answers)")
     )
     header = (
-        f"Learned by `modeltriage learn {args.outcomes} --tiers {args.tiers} --plans "
+        f"Learned by `modeltriage learn {args.outcomes} --plans --flagship {flagship} "
         f"--floor {args.floor:g}`.\nEach intent says how its requests are served: the "
-        "flagship, one model, or a model checked by a second opinion."
+        f"flagship, {kinds}. Safety margin {margin:g} standard errors ({how})."
     )
     write_intents_dir(args.out, learned.config, learned.intents, header)
     choice = learned.choice
     print(
         f"wrote {len(learned.intents)} intents to {args.out} from {learned.rows} prompts "
-        f"({learned.skipped} skipped: a model's outcome missing); on those prompts the plans "
-        f"keep {100 * choice.quality_share:.1f}% of {tiers[-1][1]}'s quality at "
-        f"{100 * choice.savings:.1f}% savings"
+        f"({learned.skipped} skipped: no outcome for {flagship}); on those prompts the plans "
+        f"keep {100 * choice.quality_share:.1f}% of {flagship}'s quality at "
+        f"{100 * choice.savings:.1f}% savings; safety margin {margin:g} ({how})"
     )
+    if learned.gaps:
+        print(
+            "prompts without an outcome (each model judged where known, never as 0): "
+            + ", ".join(f"{m} {n}" for m, n in learned.gaps.items())
+        )
     for intent in learned.intents:
         print(f"  {intent.name}: {intent.description}")
     print(

@@ -32,12 +32,20 @@ def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
 
 
 def add_plan_args(p: argparse.ArgumentParser) -> None:
-    """Serving plans per intent, chosen from outcomes with each model's answers."""
+    """Serving plans per intent, chosen from outcomes (with answers when the file has
+    them)."""
     p.add_argument(
         "--plans",
         action="store_true",
-        help="choose a plan per intent from the models' answers: the flagship, one model, "
-        "or a model checked by a second opinion (needs `responses` in the file)",
+        help="choose a plan per intent from outcomes over every model in the file: the "
+        "flagship or the cheapest model that keeps the floor; with `responses`, also a "
+        "model checked by a second opinion",
+    )
+    p.add_argument(
+        "--prices",
+        type=Path,
+        help="with --plans: JSON/YAML {model: {input_usd_per_mtok, output_usd_per_mtok}} "
+        "to estimate the costs a model has none of (else a missing cost is an error)",
     )
     p.add_argument(
         "--floor",
@@ -67,12 +75,20 @@ def add_outcomes_parser(eval_sub: Any) -> None:
     )
     p.add_argument(
         "--tiers",
-        required=True,
-        help="TIER=MODEL for two or three tiers, cheapest first; the last is the flagship",
+        help="TIER=MODEL for two or three tiers, cheapest first; the last is the flagship "
+        "(needed without --plans)",
     )
-    p.add_argument("--flagship", help="the flagship model; must be the last of --tiers")
+    p.add_argument(
+        "--flagship", help="the flagship model; the last of --tiers, or alone with --plans"
+    )
     p.add_argument("--held-out", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="with --plans and no --test: splits scored, seeds --seed onwards (%(default)s)",
+    )
     p.add_argument("--good", type=float, default=0.5, help="quality counted as answered well")
     p.add_argument(
         "--long-text",
@@ -88,17 +104,18 @@ def add_outcomes_parser(eval_sub: Any) -> None:
 
 
 def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> int:
-    """``modeltriage eval outcomes``; ``encoder`` defaults to the real one (tests pass theirs)."""
-    from modeltriage.core.encoders import SentenceTransformerEncoder
+    """``modeltriage eval outcomes``; ``encoder`` defaults to the real one, its vectors
+    kept in the cache directory (tests pass theirs)."""
+    from modeltriage.learn.outcome_compare import Comparison
+    from modeltriage.learn.outcome_compare_report import format_comparison, plot_comparison
     from modeltriage.learn.outcome_files import evaluate_outcome_files
     from modeltriage.learn.outcome_report import format_outcomes, plot_outcomes
-    from modeltriage.learn.planlearning import PlansReport, format_plans_report
 
     report = evaluate_outcome_files(
         args.train,
         args.test,
         args.tiers,
-        SentenceTransformerEncoder if encoder is None else lambda: encoder,
+        (lambda: cached_real_encoder()) if encoder is None else lambda: encoder,
         flagship=args.flagship,
         held_out=args.held_out,
         seed=args.seed,
@@ -109,9 +126,14 @@ def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> in
         plans=args.plans,
         floor=args.floor,
         candidates=args.candidates,
+        seeds=args.seeds,
+        prices=args.prices,
     )
-    if isinstance(report, PlansReport):
-        print(format_plans_report(report))
+    if isinstance(report, Comparison):
+        print(format_comparison(report))
+        if args.plot is not None:
+            plot_comparison(report, args.plot)
+            print(f"plot written to {args.plot}")
     else:
         print(format_outcomes(report))
         if args.plot is not None:
@@ -120,3 +142,13 @@ def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> in
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return 0
+
+
+def cached_real_encoder() -> Encoder:
+    """The real encoder, each text embedded once across runs (vectors in the cache
+    directory, never in the repository)."""
+    from modeltriage.core.encoders import SentenceTransformerEncoder
+    from modeltriage.learn.embedding_cache import CachingEncoder, disk_store
+
+    real = SentenceTransformerEncoder()
+    return CachingEncoder(real, store=disk_store(real.model_id))

@@ -101,9 +101,16 @@ def _add_learn(sub: SubParsers) -> None:
     p.add_argument("outcomes", type=Path, help="*.outcomes.jsonl: per-prompt model outcomes")
     p.add_argument(
         "--tiers",
-        required=True,
         help="TIER=MODEL for two or three tiers, cheapest first, e.g. "
-        "small=mistralai/mixtral-8x7b-chat,mid=zero-one-ai/Yi-34B-Chat,flagship=gpt-4-1106-preview",
+        "small=mistralai/mixtral-8x7b-chat,mid=zero-one-ai/Yi-34B-Chat,flagship=gpt-4-1106-preview"
+        " (with --plans, --flagship alone will do)",
+    )
+    p.add_argument("--flagship", help="with --plans: the flagship model")
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="with --plans: the safety margin in standard errors (default: learned by "
+        "5-fold cross-validation)",
     )
     p.add_argument("--out", type=Path, required=True, help="new intents directory to write")
     p.add_argument(

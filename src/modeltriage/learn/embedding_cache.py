@@ -1,14 +1,19 @@
 """Embed each distinct text once, in chunks, behind a progress bar.
 
 An evaluation routes the test rows, the held-out rows and several routers built over
-overlapping exemplar sets: sharing one embedding pass is most of its speed.
+overlapping exemplar sets: sharing one embedding pass is most of its speed. With a
+``store`` (:func:`disk_store`), vectors also persist under the cache directory, keyed by
+encoder id and text digest, so a second run embeds nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -45,6 +50,41 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> _Bar:
     return bar
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def disk_store(model_id: str, root: Path | None = None) -> Path:
+    """Where vectors of encoder ``model_id`` are kept: an ``.npz`` file under
+    :func:`modeltriage.core.onnx_files.cache_root` (never in the repository)."""
+    from modeltriage.core.onnx_files import cache_root
+
+    base = cache_root() if root is None else root
+    return base / "embeddings" / f"{_digest(model_id)[:16]}.npz"
+
+
+def load_store(path: Path) -> dict[str, Vectors]:
+    """Vectors by text digest; empty when the file is missing or unreadable."""
+    try:
+        with np.load(path) as data:
+            keys, vectors = data["keys"], data["vectors"]
+    except (OSError, KeyError, ValueError):
+        return {}
+    return {str(k): v for k, v in zip(keys, vectors, strict=True)}
+
+
+def save_store(path: Path, vectors: dict[str, Vectors]) -> None:
+    """Write atomically (a temporary file renamed), so a killed run leaves no half file."""
+    if not vectors:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = np.array(list(vectors))
+    stacked = np.stack(list(vectors.values())).astype(np.float32)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, keys=keys, vectors=stacked)
+    os.replace(tmp, path)
+
+
 class CachingEncoder:
     """An encoder that embeds each distinct text once, in chunks, with a progress bar.
 
@@ -53,12 +93,19 @@ class CachingEncoder:
     """
 
     def __init__(
-        self, encoder: Encoder, *, chunk_size: int = EMBED_CHUNK, progress: bool = True
+        self,
+        encoder: Encoder,
+        *,
+        chunk_size: int = EMBED_CHUNK,
+        progress: bool = True,
+        store: Path | None = None,
     ) -> None:
         self._encoder = encoder
         self._chunk_size = chunk_size
         self._progress = progress
         self._vectors: dict[str, Vectors] = {}
+        self._store = store
+        self._stored: dict[str, Vectors] = {} if store is None else load_store(store)
 
     @property
     def model_id(self) -> str:
@@ -75,6 +122,12 @@ class CachingEncoder:
     def embed(self, texts: Sequence[str], description: str = "embedding") -> int:
         """Embed the texts not seen yet; returns how many that was."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if self._stored:
+            for text in todo:
+                found = self._stored.get(_digest(text))
+                if found is not None and found.shape == (self.dim,):
+                    self._vectors[text] = found
+            todo = [t for t in todo if t not in self._vectors]
         bar = progress_bar(len(todo), description, self._progress)
         try:
             for start in range(0, len(todo), self._chunk_size):
@@ -86,6 +139,9 @@ class CachingEncoder:
                         f"expected ({len(chunk)}, {self.dim})"
                     )
                 self._vectors.update(zip(chunk, vectors, strict=True))
+                if self._store is not None:
+                    self._stored.update(zip(map(_digest, chunk), vectors, strict=True))
+                    save_store(self._store, self._stored)
                 bar.update(len(chunk))
         finally:
             bar.close()

@@ -31,6 +31,10 @@ class OutcomeRow:
     outcomes: Mapping[str, Outcome]
     # Each model's answer, when the file has them: what an answer-time check compares.
     responses: Mapping[str, str] = field(default_factory=dict)
+    # Models with a quality but a null cost on this row: left out of ``outcomes`` until
+    # priced (:func:`modeltriage.learn.outcome_prices.priced_rows`).
+    unpriced: Mapping[str, float] = field(default_factory=dict)
+    line: int | None = None  # where the row is in its file, for error messages
 
 
 def unwrap_response(response: str) -> str:
@@ -48,17 +52,49 @@ def unwrap_response(response: str) -> str:
     return response
 
 
+def _quality(model: str, raw: Any) -> float | None:
+    """A model's quality on a row: None when unknown (a gap, never read as 0); a value
+    outside 0..1 (or not a number) is refused."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"{model}: quality must be a number from 0 to 1, got {raw!r}")
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons too
+        raise ValueError(f"{model}: quality must be from 0 to 1, got {raw!r}")
+    return value
+
+
+def _cost(model: str, raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"{model}: cost_usd must be a number, got {raw!r}")
+    value = float(raw)
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"{model}: cost_usd must be a finite number >= 0, got {raw!r}")
+    return value
+
+
 def _row(data: dict[str, Any], number: int, source: Path) -> OutcomeRow:
+    outcomes: dict[str, Outcome] = {}
+    unpriced: dict[str, float] = {}
     try:
         text = data["text"]
         raw = data["outcomes"]
         if not isinstance(text, str) or not isinstance(raw, dict):
             raise TypeError("text must be a string and outcomes an object")
-        outcomes = {
-            model: Outcome(float(o["quality"]), float(o["cost_usd"]))
-            for model, o in raw.items()
-            if o.get("cost_usd") is not None
-        }
+        for model, o in raw.items():
+            if not isinstance(o, dict):
+                raise TypeError(f"{model}: expected an object with quality and cost_usd")
+            quality = _quality(model, o["quality"])
+            cost = _cost(model, o.get("cost_usd"))
+            if quality is None:
+                continue
+            if cost is None:
+                unpriced[model] = quality
+            else:
+                outcomes[model] = Outcome(quality, cost)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"not an outcomes row: {exc}", source, number) from None
     task = data.get("task")
@@ -74,12 +110,15 @@ def _row(data: dict[str, Any], number: int, source: Path) -> OutcomeRow:
         task if isinstance(task, str) else None,
         outcomes,
         responses,
+        unpriced,
+        number,
     )
 
 
 def read_outcomes_jsonl(path: Path | str) -> list[OutcomeRow]:
-    """Read outcomes, naming the file and line of a malformed row. A model whose cost is
-    null is left out of that row (it cannot be priced)."""
+    """Read outcomes, naming the file and line of a malformed row or of a quality outside
+    0..1. A null quality is a gap: that model is left out of the row. A model whose cost
+    is null is kept apart in ``unpriced`` (it cannot be priced without a price list)."""
     source = Path(path)
     rows = [_row(data, number, source) for number, data in read_jsonl(source, "an outcomes row")]
     if not rows:

@@ -1,15 +1,15 @@
-"""Learn intents that carry serving plans from outcomes with answers, and score them on
+"""Learn intents that carry serving plans from outcomes, and score them on
 held-out prompts: `modeltriage learn --plans` and `modeltriage eval outcomes --plans`.
 
 The plans themselves are chosen by :func:`modeltriage.learn.plans.choose_plans` (pure); this
-module turns them into intents (a cascade plan is an intent's ``model`` plus its
-``cascade``) and routes held-out prompts through a real router to see what the plans
-deliver when the intent is not known but voted by the nearest exemplars.
+module turns them into intents (one model is an intent's ``model``; a cascade plan is
+its ``model`` plus its ``cascade``) and routes held-out prompts through a real router to
+see what the plans deliver when the intent is not known but voted by the nearest
+exemplars.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,15 +27,46 @@ from modeltriage.learn.outcome_intents import (
     learned_config,
     needs_clustering,
 )
-from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, PlanChoice, Served, choose_plans, serve
+from modeltriage.learn.outcome_margin import MarginChoice, learn_margin
+from modeltriage.learn.plans import (
+    FLAGSHIP_NOW,
+    GroupTable,
+    Plan,
+    PlanChoice,
+    Served,
+    choose_from_tables,
+    group_tables,
+    serve,
+)
 from modeltriage.router import Router, route_all
 
 
-def plan_models(rows: Sequence[OutcomeRow], flagship: str, share: float = 0.99) -> list[str]:
+def plan_models(rows: Sequence[OutcomeRow], flagship: str) -> list[str]:
     """The cheap models a plan may use: every model other than the flagship with an
-    outcome on at least ``share`` of the rows."""
-    counts = Counter(m for r in rows for m in r.outcomes)
-    return sorted(m for m, n in counts.items() if m != flagship and n >= share * len(rows))
+    outcome on some row (each is judged where it has one)."""
+    return sorted({m for r in rows for m in r.outcomes} - {flagship})
+
+
+def outcome_gaps(rows: Sequence[OutcomeRow], models: Sequence[str]) -> dict[str, int]:
+    """How many of ``rows`` each model has no outcome on (only models with gaps)."""
+    gaps = {m: sum(m not in r.outcomes for r in rows) for m in models}
+    return {m: n for m, n in sorted(gaps.items()) if n}
+
+
+def plan_tiers(rows: Sequence[OutcomeRow], flagship: str) -> list[tuple[str, str]]:
+    """Tiers for a router whose intents name their models: the flagship, and the model
+    cheapest on average as the tier of intents that name none."""
+    if not any(flagship in r.outcomes for r in rows):
+        raise InputError(f"--flagship {flagship}: no row has an outcome for it")
+    spent: dict[str, list[float]] = {}
+    for r in rows:
+        for m, o in r.outcomes.items():
+            spent.setdefault(m, []).append(o.cost_usd)
+    others = [m for m in spent if m != flagship]
+    if not others:
+        raise InputError(f"the rows have outcomes for {flagship} only: nothing to choose from")
+    cheapest = min(others, key=lambda m: (sum(spent[m]) / len(spent[m]), m))
+    return [("cheap", cheapest), ("flagship", flagship)]
 
 
 def plan_intents(
@@ -86,7 +117,11 @@ class LearnedPlans:
     intents: tuple[Intent, ...]
     config: RouterConfig
     rows: int
-    skipped: int
+    skipped: int  # rows without the flagship's outcome
+    margin: MarginChoice | None  # None when given rather than learned
+    gaps: dict[str, int]  # model -> usable rows it has no outcome on
+    answers: bool  # whether plans that compare answers were considered
+    tables: dict[str, GroupTable]  # every group's candidate plans served on its rows
 
 
 def learn_plans(
@@ -100,31 +135,58 @@ def learn_plans(
     clusters: int | None = None,
     seed: int = 0,
     long_text: str = "tail",
+    margin: float | None = None,
+    folds: int = 5,
+    names: Sequence[str] | None = None,
 ) -> LearnedPlans:
-    """Group ``rows`` (by task, or clusters: needs ``encoder``), choose a plan per group
-    at ``floor`` of the flagship's quality, and make the intents and router config.
-    ``long_text``: the scoring view, for clustering and for the config alike."""
+    """Group ``rows`` (by task, or clusters: needs ``encoder``; or ``names``, one per row),
+    choose a plan per group at ``floor`` of the flagship's quality, and make the intents
+    and router config. Without `responses` only plans that compare no answers are
+    considered. ``margin`` (standard errors) is learned by ``folds``-fold
+    cross-validation when None. ``long_text``: the scoring view, for clustering and the
+    config alike."""
     flagship = tiers[-1][1]
-    cheap = plan_models(rows, flagship)
-    usable = [r for r in rows if flagship in r.outcomes and all(m in r.outcomes for m in cheap)]
+    usable = [r for r in rows if flagship in r.outcomes]
     if not usable:
-        raise InputError(f"no row has outcomes for the flagship {flagship} and {cheap}")
-    if not any(r.responses for r in usable):
-        raise InputError("--plans needs each model's answers: the rows have no `responses`")
+        raise InputError(f"no row has an outcome for the flagship {flagship}")
+    if names is not None:
+        if len(names) != len(rows):
+            raise ValueError("need one group name per row")
+        names = [n for n, r in zip(names, rows, strict=True) if flagship in r.outcomes]
+    cheap = plan_models(usable, flagship)
+    answers = any(r.responses for r in usable)
     scoring = learned_config(usable, tiers).scoring.model_copy(update={"long_text": long_text})
-    names = None
-    if needs_clustering(usable, group_by):
+    if names is None and needs_clustering(usable, group_by):
         if encoder is None:
             raise InputError("clustering needs an encoder")
         names = group_names(usable, encoder, scoring, group_by, clusters, seed)
     groups = grouped(usable, names)
-    choice = choose_plans(groups, cheap, flagship, floor=floor, candidates=candidates)
-    used = [m for p in choice.plans.values() for m in (p.first, p.second) if m is not None]
+    try:
+        tables = group_tables(groups, cheap, flagship, candidates=candidates, answers=answers)
+        learned = None
+        if margin is None:
+            learned = learn_margin(tables, floor, folds=folds, seed=seed)
+        used_margin = learned.margin if learned is not None else margin
+        assert used_margin is not None
+        choice = choose_from_tables(tables, floor=floor, margin=used_margin)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    used = [m for p in choice.plans.values() for m in p.models]
     config = learned_config(usable, tiers, extra_models=used).model_copy(
         update={"scoring": scoring}
     )
     intents = plan_intents(groups, choice.plans, flagship)
-    return LearnedPlans(choice, intents, config, len(usable), len(rows) - len(usable))
+    return LearnedPlans(
+        choice,
+        intents,
+        config,
+        len(usable),
+        len(rows) - len(usable),
+        learned,
+        outcome_gaps(usable, cheap),
+        answers,
+        tables,
+    )
 
 
 def decision_plan(decision: Decision, flagship: str) -> Plan:

@@ -1,20 +1,27 @@
-"""Choose how each intent's requests are served, from labelled outcomes with answers.
+"""Choose how each intent's requests are served, from labelled outcomes.
 
 For every group of prompts (an intent: a task or a cluster) the options are: the flagship
-now; one cheap model alone; or a cascade, where a cheap model answers, a second cheap
-model answers too, and the flagship is called when the two disagree. Each option's
-quality and cost on the group's prompts are what really happened (RouterBench-style
-outcomes with each model's response), and :func:`choose_plans` picks one option per
-group: the cheapest combination whose quality over all groups stays at or above a floor
-of the flagship's. Pure: no I/O, no encoder.
+now; any other model alone; and, when the outcomes carry each model's answer, a cascade,
+where a cheap model answers, a second cheap model answers too, and the flagship is called
+when the two disagree. Each option's quality and cost on the group's prompts are what
+really happened, and :func:`choose_plans` picks one option per group: the cheapest
+combination whose quality over all groups stays at or above a floor of the flagship's.
+
+Small groups overfit: an option is judged by its quality less ``margin`` standard errors
+of its per-prompt difference from the flagship (``margin`` is learned by cross-validation
+in :mod:`modeltriage.learn.outcome_margin`). A model with no outcome on some prompts is
+judged on the prompts where it has one, never as quality 0. Pure: no I/O, no encoder.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from modeltriage.core.costs import savings
 from modeltriage.followup.answers import answers_agree
@@ -37,6 +44,15 @@ class Plan:
             return f"{self.first} alone"
         return f"{self.first}, checked by {self.second}"
 
+    @property
+    def needs_answers(self) -> bool:
+        """Whether serving the plan compares answers (so choosing it needs `responses`)."""
+        return self.kind == "cascade"
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(m for m in (self.first, self.second) if m is not None)
+
 
 FLAGSHIP_NOW = Plan("flagship")
 
@@ -51,9 +67,15 @@ class Served:
     escalated: bool
 
 
+def can_serve(plan: Plan, row: OutcomeRow, flagship: str) -> bool:
+    """Whether ``row`` has an outcome for every model ``plan`` may call."""
+    return flagship in row.outcomes and all(m in row.outcomes for m in plan.models)
+
+
 def serve(plan: Plan, row: OutcomeRow, flagship: str) -> Served:
-    """What ``plan`` would have delivered on ``row``. A cascade escalates when either
-    answer is missing or the two disagree (:func:`answers_agree`)."""
+    """What ``plan`` would have delivered on ``row`` (which must have its models'
+    outcomes: :func:`can_serve`). A cascade escalates when either answer is missing or the
+    two disagree (:func:`answers_agree`)."""
     top = row.outcomes[flagship]
     if plan.kind == "flagship":
         return Served(top.quality, top.cost_usd, False)
@@ -70,32 +92,121 @@ def serve(plan: Plan, row: OutcomeRow, flagship: str) -> Served:
     return Served(top.quality, paid + top.cost_usd, True)
 
 
+MIN_KNOWN = 3  # a model judged on fewer of a group's prompts is not offered for it
+
+
 def candidate_plans(
-    rows: Sequence[OutcomeRow], cheap: Sequence[str], flagship: str, candidates: int = 3
+    rows: Sequence[OutcomeRow],
+    cheap: Sequence[str],
+    flagship: str,
+    candidates: int = 3,
+    answers: bool = True,
 ) -> list[Plan]:
-    """Flagship now; each of the ``candidates`` cheap models most often right on ``rows``,
-    alone; and each ordered pair of them as a cascade, the cheaper answering first."""
-    usable = [m for m in cheap if all(m in r.outcomes for r in rows)]
+    """Flagship now; every cheap model alone; and, with ``answers``, each ordered pair of
+    the ``candidates`` cheap models most often right on ``rows`` as a cascade, the cheaper
+    answering first. A model is judged on the rows it has an outcome on."""
+
+    def known(model: str) -> list[OutcomeRow]:
+        return [r for r in rows if model in r.outcomes]
 
     def accuracy(model: str) -> float:
-        return sum(r.outcomes[model].quality for r in rows)
+        seen = known(model)
+        return sum(r.outcomes[model].quality for r in seen) / len(seen)
 
     def spend(model: str) -> float:
-        return sum(r.outcomes[model].cost_usd for r in rows)
+        seen = known(model)
+        return sum(r.outcomes[model].cost_usd for r in seen) / len(seen)
 
-    best = sorted(usable, key=lambda m: (-accuracy(m), spend(m), m))[:candidates]
-    plans = [FLAGSHIP_NOW, *(Plan("single", m) for m in best)]
-    for a, b in itertools.combinations(sorted(best, key=lambda m: (spend(m), m)), 2):
-        plans.append(Plan("cascade", a, b))
+    usable = [m for m in cheap if m != flagship and len(known(m)) >= min(MIN_KNOWN, len(rows))]
+    ranked = sorted(usable, key=lambda m: (-accuracy(m), spend(m), m))
+    plans = [
+        FLAGSHIP_NOW,
+        *(Plan("single", m) for m in sorted(usable, key=lambda m: (spend(m), m))),
+    ]
+    if answers:
+        best = ranked[:candidates]
+        for a, b in itertools.combinations(sorted(best, key=lambda m: (spend(m), m)), 2):
+            plans.append(Plan("cascade", a, b))
     return plans
+
+
+@dataclass(frozen=True)
+class GroupTable:
+    """Every candidate plan served on every prompt of a group, computed once so choices
+    on subsets of the prompts (cross-validation folds) are array sums. ``quality`` is NaN
+    where a plan's model has no outcome; plan 0 is the flagship, known on every row."""
+
+    plans: list[Plan]
+    quality: np.ndarray  # (plans, rows)
+    cost: np.ndarray
+    escalated: np.ndarray
+
+
+def group_table(
+    rows: Sequence[OutcomeRow],
+    cheap: Sequence[str],
+    flagship: str,
+    candidates: int = 3,
+    answers: bool = True,
+) -> GroupTable:
+    plans = candidate_plans(rows, cheap, flagship, candidates, answers)
+    shape = (len(plans), len(rows))
+    quality = np.full(shape, np.nan)
+    cost = np.full(shape, np.nan)
+    escalated = np.zeros(shape, dtype=bool)
+    for p, plan in enumerate(plans):
+        for i, row in enumerate(rows):
+            if can_serve(plan, row, flagship):
+                served = serve(plan, row, flagship)
+                quality[p, i], cost[p, i], escalated[p, i] = (
+                    served.quality,
+                    served.cost,
+                    served.escalated,
+                )
+    return GroupTable(plans, quality, cost, escalated)
 
 
 @dataclass(frozen=True)
 class GroupOption:
     plan: Plan
-    quality: float  # summed over the group's rows
+    quality: float  # estimated, summed over the group's rows
     cost: float
-    escalated: int
+    escalated: float
+    guarded: float  # quality less the safety margin: what the choice trusts
+
+
+def table_options(
+    table: GroupTable, rows: np.ndarray | None = None, margin: float = 0.0
+) -> list[GroupOption]:
+    """Each plan's estimated quality and cost over the ``rows`` (indices; all when None),
+    scaled from the rows it is known on, with its guarded quality: ``margin`` standard
+    errors of its per-row difference from the flagship below the estimate."""
+    idx = np.arange(table.quality.shape[1]) if rows is None else rows
+    n = len(idx)
+    top = table.quality[0, idx]
+    options = []
+    for p, plan in enumerate(table.plans):
+        q = table.quality[p, idx]
+        known = ~np.isnan(q)
+        k = int(known.sum())
+        if k == 0 or (p > 0 and k < min(MIN_KNOWN, n)):
+            continue
+        scale = n / k
+        quality = float(q[known].sum()) * scale
+        penalty = 0.0
+        if p > 0 and margin > 0 and k > 1:
+            diff = q[known] - top[known]
+            penalty = margin * float(np.std(diff, ddof=1)) * math.sqrt(k) * scale
+        options.append(
+            GroupOption(
+                plan,
+                quality,
+                float(table.cost[p, idx][known].sum()) * scale,
+                float(table.escalated[p, idx][known].sum()) * scale,
+                quality - penalty,
+            )
+        )
+    return options
 
 
 @dataclass(frozen=True)
@@ -118,21 +229,70 @@ class PlanChoice:
         return savings(self.cost, self.flagship_cost)
 
 
-def group_options(
-    rows: Sequence[OutcomeRow], cheap: Sequence[str], flagship: str, candidates: int = 3
-) -> list[GroupOption]:
-    options = []
-    for plan in candidate_plans(rows, cheap, flagship, candidates):
-        served = [serve(plan, r, flagship) for r in rows]
-        options.append(
-            GroupOption(
-                plan,
-                sum(s.quality for s in served),
-                sum(s.cost for s in served),
-                sum(s.escalated for s in served),
-            )
-        )
-    return options
+def check_floor(floor: float) -> None:
+    if not (math.isfinite(floor) and 0 < floor <= 1.5):
+        raise ValueError(f"floor must be a share of the flagship's quality, got {floor}")
+
+
+def group_tables(
+    groups: Mapping[str, Sequence[OutcomeRow]],
+    cheap: Sequence[str],
+    flagship: str,
+    *,
+    candidates: int = 3,
+    answers: bool = True,
+) -> dict[str, GroupTable]:
+    """:func:`group_table` per group; every row must have the flagship's outcome."""
+    rows = [r for members in groups.values() for r in members]
+    if not rows:
+        raise ValueError("no rows to choose plans from")
+    if any(flagship not in r.outcomes for r in rows):
+        raise ValueError(f"every row needs an outcome for the flagship {flagship}")
+    return {
+        g: group_table(members, cheap, flagship, candidates, answers)
+        for g, members in groups.items()
+        if members
+    }
+
+
+def choose_from_tables(
+    tables: Mapping[str, GroupTable],
+    *,
+    floor: float = 0.98,
+    margin: float = 0.0,
+    rows: Mapping[str, np.ndarray] | None = None,
+) -> PlanChoice:
+    """The cheapest plan per group whose guarded quality over all rows reaches ``floor``
+    x the flagship's, on ``rows`` of each group (all when None). Searched by a Lagrangian
+    sweep: for each price of quality, every group takes the option with the best
+    quality-for-cost trade, and the cheapest feasible combination wins (all-flagship is
+    always feasible)."""
+    check_floor(floor)
+    options = {
+        g: table_options(t, None if rows is None else rows[g], margin) for g, t in tables.items()
+    }
+    options = {g: o for g, o in options.items() if o}
+    if not options:
+        raise ValueError("no rows to choose plans from")
+    top_quality = sum(o[0].quality for o in options.values())
+    top_cost = sum(o[0].cost for o in options.values())
+    count = sum(
+        t.quality.shape[1] if rows is None else len(rows[g])
+        for g, t in tables.items()
+        if g in options
+    )
+    target = floor * top_quality
+    # Prices of quality are relative to the flagship's cost per right answer.
+    unit = top_cost / max(top_quality, 1e-9)
+    best = _cheaper_moves(_lagrangian_sweep(options, target, unit), options, target)
+    return PlanChoice(
+        plans={g: o.plan for g, o in best.items()},
+        quality=sum(o.quality for o in best.values()) / count,
+        cost=sum(o.cost for o in best.values()),
+        flagship_quality=top_quality / count,
+        flagship_cost=top_cost,
+        rows=count,
+    )
 
 
 def choose_plans(
@@ -142,35 +302,14 @@ def choose_plans(
     *,
     floor: float = 0.98,
     candidates: int = 3,
+    margin: float = 0.0,
+    answers: bool = True,
 ) -> PlanChoice:
-    """The cheapest plan per group whose quality over all rows reaches ``floor`` x the
-    flagship's. Searched by a Lagrangian sweep: for each price of quality, every group
-    takes the option with the best quality-for-cost trade, and the cheapest feasible
-    combination wins (all-flagship is always feasible)."""
-    if not 0 < floor <= 1.5:
-        raise ValueError(f"floor must be a share of the flagship's quality, got {floor}")
-    rows = [r for members in groups.values() for r in members]
-    if not rows:
-        raise ValueError("no rows to choose plans from")
-    if any(flagship not in r.outcomes for r in rows):
-        raise ValueError(f"every row needs an outcome for the flagship {flagship}")
-    options = {
-        g: group_options(members, cheap, flagship, candidates) for g, members in groups.items()
-    }
-    top_quality = sum(r.outcomes[flagship].quality for r in rows)
-    top_cost = sum(r.outcomes[flagship].cost_usd for r in rows)
-    target = floor * top_quality
-    # Prices of quality are relative to the flagship's cost per right answer.
-    unit = top_cost / max(top_quality, 1e-9)
-    best = _cheaper_moves(_lagrangian_sweep(options, target, unit), options, target)
-    return PlanChoice(
-        plans={g: o.plan for g, o in best.items()},
-        quality=sum(o.quality for o in best.values()) / len(rows),
-        cost=sum(o.cost for o in best.values()),
-        flagship_quality=top_quality / len(rows),
-        flagship_cost=top_cost,
-        rows=len(rows),
-    )
+    """:func:`choose_from_tables` over ``groups``' rows: plans with every cheap model
+    alone, and with ``answers`` cascades of the ``candidates`` most often right."""
+    check_floor(floor)
+    tables = group_tables(groups, cheap, flagship, candidates=candidates, answers=answers)
+    return choose_from_tables(tables, floor=floor, margin=margin)
 
 
 def _lagrangian_sweep(
@@ -185,10 +324,10 @@ def _lagrangian_sweep(
     for step in range(-40, 41):
         price = unit * 1.25**step
         pick = {
-            g: max(opts, key=lambda o: (price * o.quality - o.cost, -o.cost))
+            g: max(opts, key=lambda o: (price * o.guarded - o.cost, -o.cost))
             for g, opts in options.items()
         }
-        quality = sum(o.quality for o in pick.values())
+        quality = sum(o.guarded for o in pick.values())
         cost = sum(o.cost for o in pick.values())
         if quality >= target - 1e-9 and cost < best_cost:
             best, best_cost = pick, cost
@@ -202,12 +341,12 @@ def _cheaper_moves(
     the total at ``target`` is taken too, the largest saving first, until none is left."""
     best = dict(best)
     while True:
-        quality = sum(o.quality for o in best.values())
+        quality = sum(o.guarded for o in best.values())
         moves = [
             (best[g].cost - o.cost, g, o)
             for g, opts in options.items()
             for o in opts
-            if o.cost < best[g].cost and quality - best[g].quality + o.quality >= target - 1e-9
+            if o.cost < best[g].cost and quality - best[g].guarded + o.guarded >= target - 1e-9
         ]
         if not moves:
             return best
