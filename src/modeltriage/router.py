@@ -63,7 +63,11 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     intent_set = load_intents(intents_dir)
     encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
     loaded = build_in_memory(
-        exemplar_rows(intent_set.intents), encoder, FaissIndex, intent_set.config.scoring
+        exemplar_rows(intent_set.intents),
+        encoder,
+        FaissIndex,
+        intent_set.config.scoring,
+        intent_set.config.index,
     )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
@@ -143,12 +147,18 @@ class Router:
         rows = exemplar_rows(intent_set.intents)
         try:
             index = load_index(
-                intent_set.index_path, rows, encoder, Path(intents_dir), intent_set.config.scoring
+                intent_set.index_path,
+                rows,
+                encoder,
+                Path(intents_dir),
+                intent_set.config.scoring,
+                intent_set.config.index,
             )
         except IndexStateError:
             if not build_if_needed:
                 raise
-            index = build_in_memory(rows, encoder, FaissIndex, intent_set.config.scoring)
+            config = intent_set.config
+            index = build_in_memory(rows, encoder, FaissIndex, config.scoring, config.index)
             save_index(index, intent_set.index_path)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
@@ -166,7 +176,8 @@ class Router:
         Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
-        index = build_in_memory(rows, encoder, factory, intent_set.config.scoring)
+        config = intent_set.config
+        index = build_in_memory(rows, encoder, factory, config.scoring, config.index)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     # --- what the router is made of --------------------------------------------------

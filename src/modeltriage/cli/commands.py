@@ -19,6 +19,7 @@ from modeltriage.errors import InputError
 
 if TYPE_CHECKING:
     from modeltriage.core.encoders import Encoder
+    from modeltriage.core.index import Manifest
 
 
 def run_build(args: argparse.Namespace, encoder: Encoder | None) -> int:
@@ -48,6 +49,7 @@ def run_check(args: argparse.Namespace, encoder: Encoder | None) -> int:
         return 1
     manifest = found.manifest
     print(f"index: current, version {manifest.version}, built {manifest.built_at}")
+    print(f"index type: {manifest.index_type}{_recall_note(manifest)}")
     return 0
 
 
@@ -180,6 +182,10 @@ def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     return 0
 
 
+# More workers than this on one host is a mistake, not a deployment (use replicas).
+MAX_WORKERS = 64
+
+
 def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
     try:
         import uvicorn
@@ -187,9 +193,15 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         from modeltriage.errors import MissingDependencyError
 
         raise MissingDependencyError("uvicorn", "serve") from None
-    from modeltriage.http.app import create_app
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise InputError(f"--workers must be from 1 to {MAX_WORKERS}, got {args.workers}")
+    from modeltriage.http.app import create_app, encoder_from_env
     from modeltriage.router import Router
 
+    given = encoder is not None
+    encoder = encoder_from_env() if encoder is None else encoder
+    if args.workers > 1:
+        return _serve_workers(args, encoder, injected=given)
     # Load before starting the server so a bad config is a one-line error, not a trace.
     router = Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build)
     print(
@@ -200,3 +212,49 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
     with router:
         uvicorn.run(create_app(router=router), host=args.host, port=args.port)
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, encoder: Encoder | None, *, injected: bool) -> int:
+    """``serve --workers N``: build (once, here) and check the index and the log, then let
+    uvicorn's supervisor run N workers, each loading the built index memory-mapped and
+    writing the shared decision log; it restarts a worker that dies."""
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from modeltriage.http.app import INTENTS_ENV, WORKERS_ENV
+    from modeltriage.router import Router
+
+    if injected:
+        raise InputError(
+            "an encoder object cannot reach worker processes: name its factory in "
+            "$MODELTRIAGE_ENCODER_FACTORY (module:callable) instead"
+        )
+    # The parent builds a missing or stale index and migrates the log before any worker
+    # starts: workers only load, so N of them never race to build.
+    with Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build) as router:
+        manifest = router.manifest
+    del router, encoder
+    os.environ[INTENTS_ENV] = str(Path(args.intents).resolve())
+    os.environ[WORKERS_ENV] = str(args.workers)
+    print(
+        f"modeltriage: {manifest.intents} intents, index {manifest.version}; {args.workers} "
+        f"workers serving on http://{args.host}:{args.port} (docs at /docs)",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "modeltriage.http.app:app_from_env",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+    )
+    return 0
+
+
+def _recall_note(manifest: Manifest) -> str:
+    if manifest.recall is None or manifest.recall_k is None:
+        return " (exact search)"
+    recall = f"{manifest.recall:.3f}"
+    return f", recall@{manifest.recall_k} against exact search {recall} (measured at build)"

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from modeltriage.core.ann import IndexSettings
 from modeltriage.core.escalation_settings import EscalationSettings
 
 Difficulty = Literal["easy", "moderate", "hard"]
@@ -295,6 +296,7 @@ class RouterConfig(Strict):
         description="pipeline steps a request may name, each routed to a tier or an intent",
     )
     index_dir: str = ".index"
+    index: IndexSettings = IndexSettings()
 
     @property
     def flagship_tier(self) -> str:
