@@ -104,8 +104,8 @@ def _escalation_rate(args: argparse.Namespace) -> float:
             )
         return rate
     from modeltriage.core.intents import load_intents
+    from modeltriage.log.aggregate import checked_plans_in
     from modeltriage.log.open import open_store
-    from modeltriage.log.report import checked_plans
     from modeltriage.log.urls import configured_log_url
 
     intent_set = load_intents(args.intents)
@@ -114,7 +114,7 @@ def _escalation_rate(args: argparse.Namespace) -> float:
         raise InputError("--escalation-rate log: decision logging is off (no log.url)")
     store = open_store(url)
     try:
-        plans = checked_plans(store.decisions(), store.events(), intent_set.config)
+        plans = checked_plans_in(store, intent_set.config)
     finally:
         store.close()
     measured = plans.escalation_rate
@@ -147,8 +147,9 @@ def _parse_since(value: str | None) -> datetime | None:
 def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     """Reads the log only: ``encoder`` is accepted for a uniform signature and unused."""
     from modeltriage.core.intents import load_intents
+    from modeltriage.log.aggregate import summarise_store
     from modeltriage.log.open import open_store
-    from modeltriage.log.report import format_recent, format_summary, summarise
+    from modeltriage.log.report import format_recent, format_summary
     from modeltriage.log.urls import configured_log_url
 
     intent_set = load_intents(args.intents)
@@ -159,14 +160,13 @@ def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     if args.limit < 0:
         raise InputError("--limit must be 0 or more")
     store = open_store(url)
+    # Aggregated in the database and only the recent rows read: a log of millions of
+    # decisions is summarised in bounded memory.
     try:
-        entries = store.decisions(since=since)
-        feedback = store.feedback()
-        events = store.events(since=since)
+        summary = summarise_store(store, intent_set.config, since)
+        recent = store.decisions(limit=args.limit, since=since) if args.limit else []
     finally:
         store.close()
-    summary = summarise(entries, feedback, intent_set.config, events)
-    recent = entries[: args.limit]
     if args.json:
         payload = {
             "summary": summary.as_dict(),
