@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _common import DEFAULT_DATA, machine_info, render_table
+
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
 from modeltriage.core.index import FaissIndex
 from modeltriage.core.onnx_files import cache_root
@@ -55,7 +55,9 @@ def embed(texts: list[str], name: str) -> np.ndarray:
     return vectors
 
 
-def synthetic(base: np.ndarray, size: int, sigma: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic(
+    base: np.ndarray, size: int, sigma: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     source = np.arange(size) % base.shape[0]
     out = np.empty((size, base.shape[1]), dtype=np.float32)
@@ -111,7 +113,9 @@ def main() -> int:
     parser.add_argument("--sigma", type=float, default=0.02, help="noise per dimension")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
-    train = [r for r in read_intents_jsonl(args.data / "clinc150" / "train.intents.jsonl") if r.intent]
+    train = [
+        r for r in read_intents_jsonl(args.data / "clinc150" / "train.intents.jsonl") if r.intent
+    ]
     val = [r for r in read_intents_jsonl(args.data / "clinc150" / "val.intents.jsonl") if r.intent]
     names = sorted({r.intent for r in train if r.intent})
     code = {name: i for i, name in enumerate(names)}
@@ -120,7 +124,17 @@ def main() -> int:
     labels = np.array([code[r.intent] for r in train if r.intent])
     gold = np.array([code[r.intent] for r in val if r.intent])
     report: dict[str, Any] = {"machine": machine_info(), "sets": []}
-    headers = ["set", "index", "build s", "recall@10", "p50 ms", "p99 ms", "file MB", "anon MB", "val acc"]
+    headers = [
+        "set",
+        "index",
+        "build s",
+        "recall@10",
+        "p50 ms",
+        "p99 ms",
+        "file MB",
+        "anon MB",
+        "val acc",
+    ]
     rows = []
     sets = [("CLINC150 train", base, labels)]
     for size in args.sizes:
