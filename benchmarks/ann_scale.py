@@ -42,14 +42,20 @@ def rss_anon_mb() -> float:
     return float("nan")
 
 
-def embed(texts: list[str], name: str) -> np.ndarray:
-    path = cache_root() / "bench" / f"ann_scale_{name}_{len(texts)}.npy"
+def embed(texts: list[str], name: str, backend: str) -> np.ndarray:
+    path = cache_root() / "bench" / f"ann_scale_{backend}_{name}_{len(texts)}.npy"
     if path.exists():
         return np.load(path)
-    from modeltriage.core.encoders import SentenceTransformerEncoder
+    from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
+    from modeltriage.core.onnx_encoder import OnnxEncoder
     from modeltriage.learn.embedding_cache import CachingEncoder
 
-    vectors = CachingEncoder(SentenceTransformerEncoder()).encode(texts)
+    encoder: Encoder = (
+        SentenceTransformerEncoder()
+        if backend == "torch"
+        else OnnxEncoder(backend, None, export=True)  # type: ignore[arg-type]
+    )
+    vectors = CachingEncoder(encoder, progress=False).encode(texts)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
     return vectors
@@ -112,15 +118,24 @@ def main() -> int:
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="skip HNSW above this")
     parser.add_argument("--sigma", type=float, default=0.02, help="noise per dimension")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--per-intent", type=int, default=100, help="train exemplars per intent")
+    parser.add_argument("--val", type=int, default=3000, help="val queries (the first N in-scope)")
+    parser.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx", "onnx-int8"])
     args = parser.parse_args()
-    train = [
-        r for r in read_intents_jsonl(args.data / "clinc150" / "train.intents.jsonl") if r.intent
-    ]
-    val = [r for r in read_intents_jsonl(args.data / "clinc150" / "val.intents.jsonl") if r.intent]
+    train_all = read_intents_jsonl(args.data / "clinc150" / "train.intents.jsonl")
+    seen: dict[str, int] = {}
+    train = []
+    for row in train_all:
+        if row.intent and seen.get(row.intent, 0) < args.per_intent:
+            seen[row.intent] = seen.get(row.intent, 0) + 1
+            train.append(row)
+    val_all = read_intents_jsonl(args.data / "clinc150" / "val.intents.jsonl")
+    val = [r for r in val_all if r.intent][: args.val]
     names = sorted({r.intent for r in train if r.intent})
     code = {name: i for i, name in enumerate(names)}
-    base = embed([r.text for r in train], "train")
-    queries = embed([r.text for r in val], "val")
+    base = embed([r.text for r in train], "train", args.backend)
+    queries = embed([r.text for r in val], "val", args.backend)
+    print(f"embedded {len(base)} exemplars and {len(queries)} queries", file=sys.stderr)
     labels = np.array([code[r.intent] for r in train if r.intent])
     gold = np.array([code[r.intent] for r in val if r.intent])
     report: dict[str, Any] = {"machine": machine_info(), "sets": []}
