@@ -142,7 +142,9 @@ def main() -> int:
     cli = [python, "-m", "modeltriage.cli", "logs", "--intents", intents, "--url", args.url]
     runs = {
         "modeltriage logs": measure(cli, 600),
-        "modeltriage logs --since 2026-10-28": measure([*cli, "--since", "2026-10-28T00:00:00+00:00"], 600),
+        "modeltriage logs --since 2026-10-28": measure(
+            [*cli, "--since", "2026-10-28T00:00:00+00:00"], 600
+        ),
         "escalation rate from the log": measure([python, "-c", rate], 600),
         "before: every row read into memory": measure([python, "-c", old], args.old_timeout),
     }
