@@ -64,7 +64,11 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     intent_set = load_intents(intents_dir)
     encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
     loaded = build_in_memory(
-        exemplar_rows(intent_set.intents), encoder, FaissIndex, intent_set.config.scoring
+        exemplar_rows(intent_set.intents),
+        encoder,
+        FaissIndex,
+        intent_set.config.scoring,
+        intent_set.config.index,
     )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
@@ -106,12 +110,13 @@ def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool)
     rows = exemplar_rows(intent_set.intents)
     base = Path(".") if intent_set.source is None else intent_set.source
     scoring = intent_set.config.scoring
+    settings = intent_set.config.index
     try:
-        return load_index(intent_set.index_path, rows, encoder, base, scoring)
+        return load_index(intent_set.index_path, rows, encoder, base, scoring, settings)
     except IndexStateError:
         if not build_if_needed:
             raise
-    index = build_in_memory(rows, encoder, FaissIndex, scoring)
+    index = build_in_memory(rows, encoder, FaissIndex, scoring, settings)
     return replace(index, build=save_index(index, intent_set.index_path).name)
 
 
@@ -177,7 +182,8 @@ class Router:
         Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
-        index = build_in_memory(rows, encoder, factory, intent_set.config.scoring)
+        config = intent_set.config
+        index = build_in_memory(rows, encoder, factory, config.scoring, config.index)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     # --- what the router is made of --------------------------------------------------

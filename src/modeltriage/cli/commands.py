@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from modeltriage.errors import IndexStateError, InputError
 
 if TYPE_CHECKING:
+    from modeltriage.cli.serving import ServePlan
     from modeltriage.core.encoders import Encoder
+    from modeltriage.core.index import Manifest
 
 
 def run_build(args: argparse.Namespace, encoder: Encoder | None) -> int:
@@ -48,6 +50,7 @@ def run_check(args: argparse.Namespace, encoder: Encoder | None) -> int:
         return 1
     manifest = found.manifest
     print(f"index: current, version {manifest.version}, built {manifest.built_at}")
+    print(f"index type: {manifest.index_type}{_recall_note(manifest)}")
     return 0
 
 
@@ -102,8 +105,8 @@ def _escalation_rate(args: argparse.Namespace) -> float:
             )
         return rate
     from modeltriage.core.intents import load_intents
+    from modeltriage.log.aggregate import checked_plans_in
     from modeltriage.log.open import open_store
-    from modeltriage.log.report import checked_plans
     from modeltriage.log.urls import configured_log_url
 
     intent_set = load_intents(args.intents)
@@ -112,7 +115,7 @@ def _escalation_rate(args: argparse.Namespace) -> float:
         raise InputError("--escalation-rate log: decision logging is off (no log.url)")
     store = open_store(url)
     try:
-        plans = checked_plans(store.decisions(), store.events(), intent_set.config)
+        plans = checked_plans_in(store, intent_set.config)
     finally:
         store.close()
     measured = plans.escalation_rate
@@ -145,8 +148,9 @@ def _parse_since(value: str | None) -> datetime | None:
 def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     """Reads the log only: ``encoder`` is accepted for a uniform signature and unused."""
     from modeltriage.core.intents import load_intents
+    from modeltriage.log.aggregate import summarise_store
     from modeltriage.log.open import open_store
-    from modeltriage.log.report import format_recent, format_summary, summarise
+    from modeltriage.log.report import format_recent, format_summary
     from modeltriage.log.urls import configured_log_url
 
     intent_set = load_intents(args.intents)
@@ -157,14 +161,13 @@ def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     if args.limit < 0:
         raise InputError("--limit must be 0 or more")
     store = open_store(url)
+    # Aggregated in the database and only the recent rows read: a log of millions of
+    # decisions is summarised in bounded memory.
     try:
-        entries = store.decisions(since=since)
-        feedback = store.feedback()
-        events = store.events(since=since)
+        summary = summarise_store(store, intent_set.config, since)
+        recent = store.decisions(limit=args.limit, since=since) if args.limit else []
     finally:
         store.close()
-    summary = summarise(entries, feedback, intent_set.config, events)
-    recent = entries[: args.limit]
     if args.json:
         payload = {
             "summary": summary.as_dict(),
@@ -180,6 +183,10 @@ def run_logs(args: argparse.Namespace, encoder: Encoder | None) -> int:
     return 0
 
 
+# More workers than this on one host is a mistake, not a deployment (use replicas).
+MAX_WORKERS = 64
+
+
 def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
     try:
         import uvicorn
@@ -187,8 +194,10 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         from modeltriage.errors import MissingDependencyError
 
         raise MissingDependencyError("uvicorn", "serve") from None
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise InputError(f"--workers must be from 1 to {MAX_WORKERS}, got {args.workers}")
     from modeltriage.cli.serving import serve_plan
-    from modeltriage.http.app import create_app
+    from modeltriage.http.app import create_app, encoder_from_env
     from modeltriage.http.observe import json_logging
     from modeltriage.reloader import ServingRouter
 
@@ -196,6 +205,10 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
     plan = serve_plan(args)
     if plan.json_logs:
         json_logging()
+    given = encoder is not None
+    encoder = encoder_from_env() if encoder is None else encoder
+    if args.workers > 1:
+        return _serve_workers(args, encoder, plan, injected=given)
     # Load before starting the server so a bad config is a one-line error, not a trace.
     try:
         holder = ServingRouter.load(
@@ -234,3 +247,55 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         # closes the holder, which flushes the decision log.
         uvicorn.run(app, host=args.host, port=args.port, **plan.uvicorn)
     return 0
+
+
+def _serve_workers(
+    args: argparse.Namespace, encoder: Encoder | None, plan: ServePlan, *, injected: bool
+) -> int:
+    """``serve --workers N``: build (once, here) and check the index and the log, then let
+    uvicorn's supervisor run N workers, each loading the built index memory-mapped and
+    writing the shared decision log; it restarts a worker that dies."""
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from modeltriage.cli.serving import worker_environment
+    from modeltriage.http.app import INTENTS_ENV, WORKERS_ENV
+    from modeltriage.router import Router
+
+    if injected:
+        raise InputError(
+            "an encoder object cannot reach worker processes: name its factory in "
+            "$MODELTRIAGE_ENCODER_FACTORY (module:callable) instead"
+        )
+    # The parent builds a missing or stale index and migrates the log before any worker
+    # starts: workers only load, so N of them never race to build.
+    with Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build) as router:
+        manifest = router.manifest
+    del router, encoder
+    os.environ[INTENTS_ENV] = str(Path(args.intents).resolve())
+    os.environ[WORKERS_ENV] = str(args.workers)
+    # Workers are new processes: they read the keys and origins the plan settled on.
+    os.environ.update(worker_environment(plan))
+    print(
+        f"modeltriage: {manifest.intents} intents, index {manifest.version}; {args.workers} "
+        f"workers serving on http://{args.host}:{args.port} (docs at /docs)",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "modeltriage.http.app:app_from_env",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        **plan.uvicorn,
+    )
+    return 0
+
+
+def _recall_note(manifest: Manifest) -> str:
+    if manifest.recall is None or manifest.recall_k is None:
+        return " (exact search)"
+    recall = f"{manifest.recall:.3f}"
+    return f", recall@{manifest.recall_k} against exact search {recall} (measured at build)"

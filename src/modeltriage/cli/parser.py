@@ -173,6 +173,12 @@ def _add_serve(sub: SubParsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the built index and the decision log (default: 1)",
+    )
+    p.add_argument(
         "--no-build",
         action="store_true",
         help="fail instead of building a missing or stale index",

@@ -18,8 +18,6 @@ from modeltriage.errors import InputError
 if TYPE_CHECKING:
     from modeltriage.http.auth import ApiKeys
 
-CORS_ENV = "MODELTRIAGE_CORS_ORIGINS"
-
 
 def add_serve_security_args(parser: argparse.ArgumentParser) -> None:
     """The flags of ``serve`` about who may call it and what it logs."""
@@ -76,7 +74,7 @@ class ServePlan:
 def serve_plan(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServePlan:
     """The keys, origins and server settings ``serve`` runs with; an InputError when the
     flags would expose an open service."""
-    from modeltriage.http.auth import ApiKeys
+    from modeltriage.http.auth import CORS_ENV, ApiKeys
 
     env = dict(os.environ) if environ is None else environ
     keys = ApiKeys.load(args.keys_file, env)
@@ -102,3 +100,17 @@ def serve_plan(args: argparse.Namespace, environ: dict[str, str] | None = None) 
         # Logging is set up by the caller (observe.json_logging); uvicorn must not redo it.
         settings |= {"log_config": None, "access_log": False}
     return ServePlan(keys, origins, args.log_format == "json", settings, warnings)
+
+
+def worker_environment(plan: ServePlan) -> dict[str, str]:
+    """What ``serve --workers N`` puts in its workers' environment so each builds the same
+    app: the keys (from the environment and ``--keys-file`` together) and the origins."""
+    from modeltriage.http.auth import ADMIN_KEYS_ENV, CORS_ENV, ROUTE_KEYS_ENV
+    from modeltriage.http.observe import LOG_FORMAT_ENV
+
+    return {
+        ROUTE_KEYS_ENV: ",".join(plan.keys.route),
+        ADMIN_KEYS_ENV: ",".join(plan.keys.admin),
+        CORS_ENV: ",".join(plan.cors_origins),
+        LOG_FORMAT_ENV: "json" if plan.json_logs else "text",
+    }

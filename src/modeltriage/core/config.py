@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from modeltriage.core.ann import IndexSettings
 from modeltriage.core.escalation_settings import EscalationSettings
 from modeltriage.core.lint_settings import LintSettings
 
@@ -333,6 +334,7 @@ class RouterConfig(Strict):
         description="pipeline steps a request may name, each routed to a tier or an intent",
     )
     index_dir: str = ".index"
+    index: IndexSettings = IndexSettings()
 
     @property
     def flagship_tier(self) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
 from modeltriage.core.config import Difficulty, Scoring
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
@@ -72,6 +73,9 @@ class Manifest(BaseModel):
     built_at: str
     index_type: str
     text_view: str = "head"
+    # recall@k of an approximate index against exact search, measured at build time.
+    recall: float | None = None
+    recall_k: int | None = None
 
     @property
     def version(self) -> str:
@@ -101,7 +105,8 @@ def _faiss() -> Any:
 
 
 class FaissIndex:
-    """Exact inner-product search (``IndexFlatIP``): exemplar sets are small enough."""
+    """A FAISS inner-product index: exact (``IndexFlatIP``) or approximate, as
+    :func:`modeltriage.core.ann.plan_for` chose by size."""
 
     def __init__(self, index: Any) -> None:
         self._index = index
@@ -115,7 +120,11 @@ class FaissIndex:
 
     @classmethod
     def read(cls, path: Path) -> FaissIndex:
-        return cls(_faiss().read_index(str(path)))
+        faiss = _faiss()
+        # Memory-mapped, read-only: workers serving one build share its pages instead of
+        # each holding a copy (docs/benchmarks.md, "Several workers").
+        flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+        return cls(faiss.read_index(str(path), flag))
 
     @property
     def size(self) -> int:
@@ -204,15 +213,23 @@ def build_in_memory(
     encoder: Encoder,
     index_factory: type[FaissIndex] | type[NumpyIndex],
     scoring: Scoring | None = None,
+    index_settings: IndexSettings | None = None,
 ) -> LoadedIndex:
     scoring = Scoring() if scoring is None else scoring
+    settings = IndexSettings() if index_settings is None else index_settings
     vectors = encoder.encode([scoring.view(r.text) for r in rows])
     if vectors.shape != (len(rows), encoder.dim):
         raise ValueError(
             f"encoder {encoder.model_id} returned shape {vectors.shape}, "
             f"expected ({len(rows)}, {encoder.dim})"
         )
-    index = index_factory.from_vectors(vectors)
+    plan = plan_for(len(rows), settings)
+    recall = None
+    if index_factory is FaissIndex and plan.kind != "flat":
+        index: VectorIndex = FaissIndex(build_faiss(plan, vectors))
+        recall = recall_at_k(index, vectors, settings.recall_queries, settings.recall_k)
+    else:
+        index = index_factory.from_vectors(vectors)
     manifest = Manifest(
         format=FORMAT_VERSION,
         encoder=encoder.model_id,
@@ -221,8 +238,10 @@ def build_in_memory(
         exemplars=len(rows),
         intents=len({r.intent for r in rows}),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        index_type="faiss.IndexFlatIP" if index_factory is FaissIndex else "numpy",
+        index_type=plan.description if index_factory is FaissIndex else "numpy",
         text_view=scoring.view_key,
+        recall=recall,
+        recall_k=None if recall is None else min(settings.recall_k, len(rows)),
     )
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
 
@@ -269,15 +288,17 @@ def load_index(
     encoder: Encoder,
     intents_dir: Path | None = None,
     scoring: Scoring | None = None,
+    index_settings: IndexSettings | None = None,
 ) -> LoadedIndex:
-    """Load the current build, refusing one that does not match ``rows`` and ``encoder``."""
+    """Load the current build, refusing one that does not match ``rows`` and ``encoder``
+    (or was built as another index type than ``index_settings`` ask for)."""
     view_key = (Scoring() if scoring is None else scoring).view_key
     hint = _rebuild_hint(intents_dir)
     try:
         build, manifest = read_manifest(index_dir)
     except IndexMissingError as exc:
         raise IndexMissingError(f"{exc}; {hint}") from None
-    problem = manifest_problem(manifest, rows, view_key, encoder)
+    problem = manifest_problem(manifest, rows, view_key, encoder, index_settings)
     if problem is not None:
         raise StaleIndexError(f"index in {index_dir} {problem}; {hint}")
     return _read_build(build, manifest, rows)
@@ -303,11 +324,16 @@ def _read_build(build: Path, manifest: Manifest, rows: Sequence[ExemplarRow]) ->
 
 
 def manifest_problem(
-    manifest: Manifest, rows: Sequence[ExemplarRow], view_key: str, encoder: Encoder | None = None
+    manifest: Manifest,
+    rows: Sequence[ExemplarRow],
+    view_key: str,
+    encoder: Encoder | None = None,
+    index_settings: IndexSettings | None = None,
 ) -> str | None:
     """Why an index with ``manifest`` cannot serve ``rows`` (embedded with ``encoder``, when
-    given, through the ``view_key`` view of long texts), or None when it can. The one
-    staleness rule: loading, ``check`` and :func:`index_is_current` all ask it."""
+    given, through the ``view_key`` view of long texts, as the index type ``index_settings``
+    choose), or None when it can. The one staleness rule: loading, ``check`` and
+    :func:`index_is_current` all ask it."""
     if manifest.format != FORMAT_VERSION:
         return f"has format {manifest.format}, expected {FORMAT_VERSION}"
     if encoder is not None and (
@@ -328,13 +354,23 @@ def manifest_problem(
             f"intents, the intent files now have {len(rows)} exemplars of "
             f"{len({r.intent for r in rows})} intents or different texts"
         )
+    wanted = plan_for(len(rows), index_settings).description
+    if manifest.index_type != wanted:
+        return (
+            f"is a {manifest.index_type} index, but router.yaml's index settings ask for {wanted}"
+        )
     return None
 
 
 def index_is_current(
-    index_dir: Path, rows: Sequence[ExemplarRow], encoder_id: str, view_key: str = "head"
+    index_dir: Path,
+    rows: Sequence[ExemplarRow],
+    encoder_id: str,
+    view_key: str = "head",
+    index_settings: IndexSettings | None = None,
 ) -> bool:
     with contextlib.suppress(IndexMissingError, StaleIndexError):
         _, manifest = read_manifest(index_dir)
-        return manifest.encoder == encoder_id and manifest_problem(manifest, rows, view_key) is None
+        problem = manifest_problem(manifest, rows, view_key, None, index_settings)
+        return manifest.encoder == encoder_id and problem is None
     return False

@@ -9,16 +9,21 @@ The API keys (``app.state.api_keys``) and the metrics (``app.state.metrics``) li
 Middleware, outermost first: :class:`~.observe.RequestObserver` (request id, metrics,
 access log), CORS when origins are given, :class:`~.body_guard.BodyGuard` (415, body cap
 and read timeout, NaN and surrogates refused).
+:func:`app_from_env` is the factory uvicorn's worker processes import (``serve --workers
+N``): it reads its settings from the environment the ``serve`` command sets.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from modeltriage import __version__
-from modeltriage.errors import MissingDependencyError
+from modeltriage.core.encoders import Encoder
+from modeltriage.errors import InputError, MissingDependencyError
 from modeltriage.reloader import ServingRouter
 from modeltriage.router import Router
 
@@ -28,13 +33,28 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
-from modeltriage.http.auth import ApiKeys
+from modeltriage.http.auth import CORS_ENV, ApiKeys
 from modeltriage.http.body_guard import BodyGuard
 from modeltriage.http.error_responses import install_error_handlers
 from modeltriage.http.metrics import ServiceMetrics
-from modeltriage.http.observe import REQUEST_ID_HEADER, RequestObserver
+from modeltriage.http.observe import (
+    LOG_FORMAT_ENV,
+    REQUEST_ID_HEADER,
+    RequestObserver,
+    json_logging,
+)
 from modeltriage.http.reload import reload_api, reload_triggers
 from modeltriage.http.routes import api
+
+# What `serve --workers N` hands its worker processes.
+INTENTS_ENV = "MODELTRIAGE_SERVE_INTENTS"
+WORKERS_ENV = "MODELTRIAGE_SERVE_WORKERS"
+# "module:callable" returning an Encoder: a custom (or, in tests, the fake) encoder that
+# worker processes can build themselves, since an encoder object cannot cross into them.
+ENCODER_FACTORY_ENV = "MODELTRIAGE_ENCODER_FACTORY"
+# How long a worker waits for a decision another worker may still hold in its queue
+# (its writer flushes every 0.2 s).
+PEER_GRACE_S = 1.0
 
 
 def create_app(
@@ -46,6 +66,8 @@ def create_app(
     watch: bool = False,
     keys: ApiKeys | None = None,
     cors_origins: Sequence[str] = (),
+    encoder: Encoder | None = None,
+    peer_workers: bool = False,
 ) -> FastAPI:
     """Build the service. Pass ``router`` to serve an already loaded one (tests; the
     caller closes it; there is nothing to reload it from), or a ``holder`` (the CLI: the
@@ -55,6 +77,9 @@ def create_app(
     ``keys``: the API keys (default: those of ``MODELTRIAGE_API_KEYS`` and
     ``MODELTRIAGE_ADMIN_KEYS``), kept on ``app.state.api_keys``. ``cors_origins``: the
     browser origins allowed to call the service (default none: CORS is off).
+    ``encoder``: the encoder to load with (default: the one router.yaml names).
+    ``peer_workers``: other processes log to the same store, so a decision id not found
+    yet may still be in another worker's queue (see :data:`PEER_GRACE_S`).
     """
 
     @asynccontextmanager
@@ -64,8 +89,14 @@ def create_app(
         elif holder is not None:
             app.state.holder = holder
         else:
-            app.state.holder = ServingRouter.load(intents_dir, build_if_needed=build_if_needed)
+            app.state.holder = ServingRouter.load(
+                intents_dir, encoder=encoder, build_if_needed=build_if_needed
+            )
         app.state.router = app.state.holder.router
+        logger = app.state.router.logger
+        if peer_workers and logger is not None:
+            # Every generation shares this logger, so this holds across reloads.
+            logger.peer_grace_s = PEER_GRACE_S
         try:
             async with reload_triggers(app, watch=watch):
                 yield
@@ -99,3 +130,41 @@ def create_app(
     app.include_router(api)
     app.include_router(reload_api)
     return app
+
+
+def encoder_from_env() -> Encoder | None:
+    """The encoder ``$MODELTRIAGE_ENCODER_FACTORY`` names (``module:callable``), or None:
+    the one router.yaml names."""
+    spec = os.environ.get(ENCODER_FACTORY_ENV, "").strip()
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InputError(
+            f"${ENCODER_FACTORY_ENV}={spec!r} names no importable callable: {exc}"
+        ) from None
+    encoder: Encoder = factory()
+    return encoder
+
+
+def app_from_env() -> FastAPI:
+    """The app of one ``serve --workers N`` worker: it loads the index the parent built
+    (never building one itself, so N workers do not race to build) and shares the
+    decision log with its peers."""
+    intents_dir = os.environ.get(INTENTS_ENV)
+    if not intents_dir:
+        raise InputError(
+            f"${INTENTS_ENV} is not set: start workers with `modeltriage serve --workers N`"
+        )
+    workers = int(os.environ.get(WORKERS_ENV, "1"))
+    if os.environ.get(LOG_FORMAT_ENV) == "json":
+        json_logging()
+    origins = [o.strip() for o in os.environ.get(CORS_ENV, "").split(",")]
+    return create_app(
+        intents_dir,
+        encoder=encoder_from_env(),
+        peer_workers=workers > 1,
+        cors_origins=[o for o in origins if o],
+    )

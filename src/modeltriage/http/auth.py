@@ -33,6 +33,8 @@ Role = Literal["route", "admin"]
 ROLES: tuple[Role, ...] = ("route", "admin")
 ROUTE_KEYS_ENV = "MODELTRIAGE_API_KEYS"
 ADMIN_KEYS_ENV = "MODELTRIAGE_ADMIN_KEYS"
+# Browser origins allowed to call the service, comma-separated (none: CORS is off).
+CORS_ENV = "MODELTRIAGE_CORS_ORIGINS"
 MIN_KEY_CHARS = 16
 MAX_KEY_CHARS = 256
 # What a key may hold: printable ASCII without spaces or commas (the env separator).

@@ -23,6 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modeltriage.http.metrics import ServiceMetrics
 
+# `json` turns on JSON log lines in the workers of `serve --workers N`, which the CLI
+# cannot configure in-process.
+LOG_FORMAT_ENV = "MODELTRIAGE_LOG_FORMAT"
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(

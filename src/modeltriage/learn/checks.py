@@ -53,8 +53,9 @@ def check_index(intents_dir: Path | str, encoder_id: str | None = None) -> Index
     except IndexStateError as exc:
         return replace(found, problem=f"index: {exc}")
     view_key = intent_set.config.scoring.view_key
-    if manifest_problem(manifest, rows, view_key) is not None:
-        return replace(found, problem=f"index: stale (built {manifest.built_at})")
+    problem = manifest_problem(manifest, rows, view_key, None, intent_set.config.index)
+    if problem is not None:
+        return replace(found, problem=f"index: stale (built {manifest.built_at}): it {problem}")
     if encoder_id is not None:
         problem = None
         if manifest.encoder != encoder_id:

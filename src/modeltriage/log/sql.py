@@ -334,6 +334,19 @@ class SQLStore(ABC):
             for row in rows
         ]
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read-only statement written with ``?`` placeholders: reports
+        aggregate in the database through it rather than reading every row."""
+        with self._guard("run a report query"):
+            return self._execute(sql.replace("?", self._param), params).fetchall()
+
+    def encode_time(self, value: datetime) -> Any:
+        """``value`` as this database compares times (for :meth:`query`)."""
+        return self._encode_time(_as_utc(value, "since"))
+
+    def decode_time(self, value: Any) -> datetime:
+        return self._decode_time(value)
+
     def _encode_entry(self, entry: LogEntry) -> tuple[Any, ...]:
         """``entry`` as a row of ENTRY_COLUMNS."""
         return (

@@ -116,6 +116,10 @@ class DecisionLogger:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._close_attempts = max(1, close_attempts)
+        # Other processes writing the same store (`serve --workers N`): a decision another
+        # worker routed may sit in its queue for up to its flush interval, so a lookup
+        # that misses waits this long for it before calling the id unknown.
+        self.peer_grace_s = 0.0
 
         self._cond = threading.Condition()
         self._buffer: deque[Entry] = deque()
@@ -233,6 +237,10 @@ class DecisionLogger:
         found = self.store.decision(decision_id)
         if found is None and self.flush(timeout):
             found = self.store.decision(decision_id)
+        deadline = time.monotonic() + self.peer_grace_s
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found = self.store.decision(decision_id)
         return found
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -254,11 +262,20 @@ class DecisionLogger:
         """Write feedback, first flushing the queue if its decision may still be in it."""
         try:
             self.store.write_feedback(entry)
+            return
         except UnknownDecisionError:
             # Feedback can arrive moments after routing, before the writer caught up.
             if not self.flush(timeout):
                 raise
-            self.store.write_feedback(entry)
+        deadline = time.monotonic() + self.peer_grace_s
+        while True:
+            try:
+                self.store.write_feedback(entry)
+                return
+            except UnknownDecisionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self, timeout: float | None = None) -> None:
         """Write everything queued, stop the writer and close the store. Idempotent.
