@@ -22,10 +22,14 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 from modeltriage.http.body_checks import body_problem
 from modeltriage.http.error_responses import install_error_handlers
+from modeltriage.http.explore import install_explorer
 from modeltriage.http.routes import api, current
+from modeltriage.learn.explore_samples import SampleCache
 
 # JSON escaping can at most multiply a text's bytes by six ("\u00e9"-style escapes).
 _JSON_OVERHEAD = 6
+# The explorer's samples: the shipped traffic sample, relative to where the service runs.
+DEFAULT_SAMPLES_DIR = Path("examples/traffic")
 
 
 def _too_large(size: int, cap: int) -> JSONResponse:
@@ -39,16 +43,20 @@ def create_app(
     *,
     router: Router | None = None,
     build_if_needed: bool = False,
+    samples_dir: Path | str = DEFAULT_SAMPLES_DIR,
 ) -> FastAPI:
-    """Build the service. Pass ``router`` to serve an already loaded one (tests, CLI)."""
+    """Build the service. Pass ``router`` to serve an already loaded one (tests, CLI).
+    ``samples_dir``: the traffic files the explorer (/ui) may sweep."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if router is not None:
             app.state.router = router
+            app.state.samples = SampleCache(router, Path(samples_dir))
             yield  # the caller owns the router and closes it
             return
         app.state.router = Router.load(intents_dir, build_if_needed=build_if_needed)
+        app.state.samples = SampleCache(app.state.router, Path(samples_dir))
         try:
             yield
         finally:
@@ -91,4 +99,5 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(api)
+    install_explorer(app)
     return app
