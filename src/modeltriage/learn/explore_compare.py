@@ -115,5 +115,5 @@ def compare(
             {cheapest_tier: 1.0},
         ),
     ]
-    oracle = "no per-model outcomes in this sample: the oracle needs an outcomes file"
+    oracle = "No per-model outcomes in this sample: the oracle needs an outcomes file"
     return Comparison(strategies, report, oracle)

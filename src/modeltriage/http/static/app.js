@@ -29,6 +29,8 @@ async function api(path, body, headers = {}) {
   return data;
 }
 function setStatus(id, text, error = false) { const s = $(id); s.textContent = text; s.classList.toggle("error", error); }
+// Charts are drawn at their container's width, so text keeps its size on a phone.
+const widthOf = (id, lo = 300, hi = 900) => Math.max(lo, Math.min(hi, $(id).clientWidth || 600));
 const debounce = (fn, ms) => { let t; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; };
 
 // ---- tabs: arrow keys move between them, as the ARIA tabs pattern says -------------
@@ -40,6 +42,7 @@ function select(tab) {
     $(t.getAttribute("aria-controls")).hidden = !on;
   }
   tab.focus();
+  redraw();
   if (tab.id === "tab-compare") runCompare();
   if (tab.id === "tab-log") loadLog();
 }
@@ -51,21 +54,33 @@ tabs.forEach((t, i) => {
   });
 });
 
+function redraw() {
+  const r = state.lastSweep;
+  if (r && !$("panel-thresholds").hidden) {
+    $("th-tiers").replaceChildren(tierBars("share per tier, first answer", r.routed_tier_share), tierBars("share per tier, plans escalated (as tune counts)", r.tier_share));
+    $("th-curve").replaceChildren(curveChart(r));
+  }
+  if (state.lastCompare && !$("panel-compare").hidden) $("cmp-chart").replaceChildren(costChart(state.lastCompare.strategies));
+}
+window.addEventListener("resize", debounce(redraw, 150));
+
 // ---- Route ----------------------------------------------------------------------
 function gauge(label, value, marks, lo, hi) {
-  const W = 420, H = 62, x0 = 10, x1 = W - 10, y = 30;
+  const W = Math.min(480, widthOf("decision-gauges") - 30), H = 84, x0 = 10, x1 = W - 10, y = 46;
   const sx = (v) => x0 + ((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (x1 - x0);
   const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${label} ${value === null ? "none" : value.toFixed(3)}` });
   svg.append(el("svg:text", { x: x0, y: 12, text: `${label}: ${value === null ? "–" : value.toFixed(3)}` }));
   svg.append(el("svg:rect", { x: x0, y: y - 6, width: x1 - x0, height: 12, fill: "#eceff4", rx: 3 }));
   if (value !== null) svg.append(el("svg:rect", { x: x0, y: y - 6, width: sx(value) - x0, height: 12, fill: "#2457c5", rx: 3 }));
-  for (const [name, v, color] of marks) {
-    if (v === null || v === undefined) continue;
+  marks.forEach(([name, v, color], i) => {
+    if (v === null || v === undefined) return;
+    // Alternate labels below and above the bar, so two close thresholds stay legible.
+    const anchor = sx(v) < x0 + 40 ? "start" : sx(v) > x1 - 40 ? "end" : "middle";
     svg.append(el("svg:line", { x1: sx(v), x2: sx(v), y1: y - 10, y2: y + 10, stroke: color, "stroke-width": 2 }));
-    svg.append(el("svg:text", { x: sx(v), y: y + 24, "text-anchor": "middle", fill: color, text: `${name} ${v}` }));
-  }
-  svg.append(el("svg:text", { x: x0, y: H - 2, "font-size": 10, text: String(lo) }));
-  svg.append(el("svg:text", { x: x1, y: H - 2, "font-size": 10, "text-anchor": "end", text: String(hi) }));
+    svg.append(el("svg:text", { x: sx(v), y: i % 2 ? y - 14 : y + 24, "text-anchor": anchor, fill: color, text: `${name} ${v}` }));
+  });
+  svg.append(el("svg:text", { x: x0, y: H - 4, "font-size": 11, text: String(lo) }));
+  svg.append(el("svg:text", { x: x1, y: H - 4, "font-size": 11, "text-anchor": "end", text: String(hi) }));
   return svg;
 }
 function showDecision(d) {
@@ -80,14 +95,15 @@ function showDecision(d) {
     el("p", { class: "explanation", "data-field": "explanation", text: d.explanation }));
   card.hidden = false;
   const [lo, hi] = state.info.margin_range;
+  $("decision-gauges").hidden = false;
   $("decision-gauges").replaceChildren(el("h2", { text: "Against the thresholds" }),
     gauge("margin", d.margin, [["margin", th.margin, "#c2493d"], ["cascade", th.cascade_margin, "#b07a00"]], lo, hi),
     gauge("top similarity", d.confidence, [["min_similarity", th.min_similarity, "#c2493d"]], 0, 1));
   $("decision-gauges").hidden = false;
   const body = el("tbody", {}, ...d.neighbours.map((n) => el("tr", {}, el("td", { text: n.intent }), el("td", { text: n.difficulty }),
     el("td", { class: "num", text: n.similarity.toFixed(3) }), el("td", { text: n.text }))));
-  $("neighbours").replaceChildren(el("h2", { text: "Nearest exemplars" }), el("table", {},
-    el("thead", {}, el("tr", {}, el("th", { text: "intent" }), el("th", { text: "difficulty" }), el("th", { class: "num", text: "similarity" }), el("th", { text: "exemplar" }))), body));
+  $("neighbours").replaceChildren(el("h2", { text: "Nearest exemplars" }), el("div", { class: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, el("th", { text: "intent" }), el("th", { text: "difficulty" }), el("th", { class: "num", text: "similarity" }), el("th", { text: "exemplar" }))), body)));
   $("neighbours").hidden = false;
 }
 async function route() {
@@ -132,7 +148,7 @@ function figure(dl, label, text, value) {
   dl.append(el("dt", { text: label }), el("dd", { "data-figure": label, "data-value": value === null || value === undefined ? "" : String(value), text }));
 }
 function tierBars(title, shares) {
-  const tiers = state.info.tiers, W = 420, H = 22 * tiers.length + 30, x0 = 70, x1 = W - 50;
+  const tiers = state.info.tiers, W = Math.min(520, widthOf("th-tiers")), H = 22 * tiers.length + 30, x0 = 70, x1 = W - 50;
   const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${title}: ` + tiers.map((t) => `${t} ${pct(shares[t] ?? 0)}`).join(", ") });
   svg.append(el("svg:text", { x: 0, y: 12, "font-weight": 600, text: title }));
   tiers.forEach((t, i) => {
@@ -145,21 +161,24 @@ function tierBars(title, shares) {
   return svg;
 }
 function curveChart(r) {
-  const W = 760, H = 340, L = 60, R = 20, T = 16, B = 46;
+  const W = widthOf("th-curve", 300, 1100), H = W < 560 ? 300 : 360, L = 56, R = 16, T = 16, B = 74;
   const pts = r.curve.filter((p) => p.quality !== null);
   if (!pts.length) return el("p", { class: "hint", text: "No quality estimate: this sample has no labels or feedback." });
   const xs = [...pts.map((p) => 1 - p.savings), 1 - r.savings, 1], ys = [...pts.map((p) => p.quality), r.quality ?? 1, r.flagship_quality ?? 1];
-  const xmin = 0, xmax = Math.max(1.05, ...xs), ymin = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20), ymax = 1.0001;
+  const xmin = 0, xmax = Math.ceil(Math.max(1.05, ...xs) * 10) / 10, ymin = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20), ymax = 1;
   const sx = (x) => L + ((x - xmin) / (xmax - xmin)) * (W - L - R), sy = (y) => T + (1 - (y - ymin) / (ymax - ymin)) * (H - T - B);
   const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Cost relative to always-flagship against quality, over tune's grid; the current setting is marked" });
-  for (let i = 0; i <= 5; i++) {
-    const x = xmin + (i * (xmax - xmin)) / 5, y = ymin + (i * (ymax - ymin)) / 5;
-    svg.append(el("svg:line", { class: "gridline", x1: sx(x), x2: sx(x), y1: T, y2: H - B }), el("svg:line", { class: "gridline", x1: L, x2: W - R, y1: sy(y), y2: sy(y) }));
-    svg.append(el("svg:text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", text: x.toFixed(2) }));
+  const xstep = W < 560 ? 0.4 : 0.2, ystep = (ymax - ymin) > 0.2 ? 0.1 : (ymax - ymin) > 0.1 ? 0.02 : 0.01;
+  for (let x = 0; x <= xmax + 1e-9; x += xstep) {
+    svg.append(el("svg:line", { class: "gridline", x1: sx(x), x2: sx(x), y1: T, y2: H - B }));
+    svg.append(el("svg:text", { x: sx(x), y: H - B + 16, "text-anchor": "middle", text: x.toFixed(1) }));
+  }
+  for (let y = ymin; y <= ymax + 1e-9; y += ystep) {
+    svg.append(el("svg:line", { class: "gridline", x1: L, x2: W - R, y1: sy(y), y2: sy(y) }));
     svg.append(el("svg:text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end", text: y.toFixed(2) }));
   }
   svg.append(el("svg:line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }), el("svg:line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
-  svg.append(el("svg:text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", text: "cost relative to always-flagship (plans counted as escalated)" }));
+  svg.append(el("svg:text", { x: (L + W - R) / 2, y: H - B + 34, "text-anchor": "middle", text: W < 560 ? "cost relative to always-flagship" : "cost relative to always-flagship (plans counted as escalated)" }));
   svg.append(el("svg:text", { x: 14, y: (T + H - B) / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${(T + H - B) / 2})`, text: "quality" }));
   for (const p of pts) svg.append(el("svg:circle", { cx: sx(1 - p.savings), cy: sy(p.quality), r: 2.5, fill: "#b9c0cc" }, el("svg:title", { text: `margin ${num(p.margin, 2)}, min_similarity ${num(p.min_similarity, 2)}` })));
   const front = r.frontier.filter((p) => p.quality !== null);
@@ -167,7 +186,11 @@ function curveChart(r) {
   if (r.flagship_quality !== null) svg.append(el("svg:rect", { x: sx(1) - 5, y: sy(r.flagship_quality) - 5, width: 10, height: 10, fill: "#1d2330" }, el("svg:title", { text: "always flagship" })));
   if (r.quality !== null) svg.append(el("svg:circle", { cx: sx(1 - r.savings), cy: sy(r.quality), r: 8, fill: "none", stroke: "#c2493d", "stroke-width": 3, "data-testid": "current-point" }, el("svg:title", { text: "current setting" })));
   const legend = [["#b9c0cc", "grid points"], ["#2457c5", "frontier"], ["#1d2330", "always flagship"], ["#c2493d", "current setting"]];
-  legend.forEach(([c, t], i) => { svg.append(el("svg:rect", { x: L + 12 + i * 150, y: T + 4, width: 10, height: 10, fill: c }), el("svg:text", { x: L + 26 + i * 150, y: T + 13, text: t })); });
+  const per = W < 560 ? 2 : 4, col = (W - L - R) / per;
+  legend.forEach(([c, t], i) => {
+    const x = L + (i % per) * col, y = H - B + 48 + Math.floor(i / per) * 16;
+    svg.append(el("svg:rect", { x, y: y - 9, width: 10, height: 10, fill: c }), el("svg:text", { x: x + 14, y, text: t }));
+  });
   return svg;
 }
 async function sweep() {
@@ -184,6 +207,7 @@ async function sweep() {
     figure(dl, "quality", r.quality === null ? "no labels or feedback" : `${r.quality.toFixed(3)} (always-flagship ${num(r.flagship_quality)})`, r.quality);
     figure(dl, "cascade rate", `${pct(r.cascade_rate)} straight to a stronger tier`, r.cascade_rate);
     figure(dl, "planned cascades", `${pct(r.planned_share)} answer first with a plan`, r.planned_share);
+    state.lastSweep = r;
     $("th-tiers").replaceChildren(tierBars("share per tier, first answer", r.routed_tier_share), tierBars("share per tier, plans escalated (as tune counts)", r.tier_share));
     $("th-curve").replaceChildren(curveChart(r));
   } catch (e) { if (seq === state.sweepSeq) setStatus("th-status", e.message, true); }
@@ -199,6 +223,13 @@ async function apply() {
   const body = { thresholds: settings() };
   const key = $("admin-key").value.trim();
   $("apply-yaml").hidden = true;
+  if (!key) {
+    // Nothing to send: writing router.yaml needs an admin key, so offer the YAML instead.
+    const why = state.info.admin_configured ? "an admin key is needed to write router.yaml" : "no admin key is configured on the server";
+    setStatus("apply-status", `Not applied: ${why}. Paste this into router.yaml instead:`, true);
+    try { $("apply-yaml").textContent = (await api("/explore/yaml", body)).yaml; $("apply-yaml").hidden = false; } catch (e) { setStatus("apply-status", e.message, true); }
+    return;
+  }
   try {
     const r = await api("/explore/apply", body, key ? { authorization: `Bearer ${key}` } : {});
     setStatus("apply-status", `Written to ${r.path}; previous version kept as ${r.backup}. ${r.note}.`);
@@ -213,7 +244,7 @@ $("apply").addEventListener("click", apply);
 
 // ---- Compare --------------------------------------------------------------------
 function costChart(strategies) {
-  const W = 460, row = 46, L = 120, R = 90, H = strategies.length * row + 40;
+  const W = Math.min(560, widthOf("cmp-chart")), row = 46, L = 120, R = 90, H = strategies.length * row + 40;
   const max = Math.max(...strategies.map((s) => s.cost_per_day_usd), 1e-9);
   const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": strategies.map((s) => `${s.name} ${usd(s.cost_per_day_usd)} per day`).join(", ") });
   strategies.forEach((s, i) => {
@@ -235,12 +266,13 @@ async function runCompare() {
     const r = await api("/explore/compare", { ...sampleBody(), thresholds: settings(), plans: $("cmp-plans").checked, escalation_rate: Number($("cmp-rate").value) });
     if (seq !== state.cmpSeq) return;
     setStatus("cmp-status", `${r.sample}: savings ${pct(r.savings)}; cascade rate ${pct(r.cascade_rate)}; plans ${pct(r.planned_rate)} escalating at ${pct(r.escalation_rate, 0)}. ${r.oracle}.`);
+    state.lastCompare = r;
     $("cmp-chart").replaceChildren(costChart(r.strategies));
     const head = el("tr", {}, el("th", { text: "strategy" }), el("th", { class: "num", text: "cost/day" }), el("th", { class: "num", text: "quality" }), ...state.info.tiers.map((t) => el("th", { class: "num", text: t })));
     const rows = r.strategies.map((s) => el("tr", { "data-strategy": s.name }, el("td", { text: s.name }), el("td", { class: "num", "data-value": String(s.cost_per_day_usd), text: usd(s.cost_per_day_usd) }),
       el("td", { class: "num", text: s.quality === null ? "–" : s.quality_low !== null ? `${s.quality_low.toFixed(3)}–${s.quality.toFixed(3)}` : s.quality.toFixed(3) }),
       ...state.info.tiers.map((t) => el("td", { class: "num", text: pct(s.tier_share[t] ?? 0) }))));
-    $("cmp-table").replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)),
+    $("cmp-table").replaceChildren(el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows))),
       el("p", { class: "hint", text: "Routed quality runs from no plan escalating to every plan escalating." }));
   } catch (e) { if (seq === state.cmpSeq) setStatus("cmp-status", e.message, true); }
 }
@@ -264,6 +296,7 @@ async function openDecision(id, tr) {
     box.replaceChildren(el("h2", { text: "Decision" }), el("dl", { class: "decision" }, ...fields.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-field": k, text: v })])),
       el("h2", { text: "Events" }), events, el("h2", { text: "Feedback" }), feedback);
     box.hidden = false;
+    box.scrollIntoView({ block: "nearest" });
   } catch (e) { setStatus("log-status", e.message, true); }
 }
 async function loadLog() {
@@ -279,7 +312,7 @@ async function loadLog() {
       tr.querySelector("button").addEventListener("click", () => openDecision(d.decision_id, tr));
       return tr;
     });
-    $("log-list").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...["time", "request", "intent", "tier", "reason", ""].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)));
+    $("log-list").replaceChildren(el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {}, ...["time", "request", "intent", "tier", "reason", ""].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows))));
   } catch (e) { setStatus("log-status", e.message, true); $("log-list").replaceChildren(); }
 }
 for (const id of ["log-reason", "log-tier", "log-intent"]) $(id).addEventListener("change", loadLog);
