@@ -71,8 +71,10 @@ def server(intents: Path) -> Iterator[str]:
         "MODELTRIAGE_ADMIN_KEYS": ADMIN_KEY,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "modeltriage.cli", "serve", "--intents", str(intents)]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "modeltriage.cli", "serve"),
+            *("--intents", str(intents), "--host", "127.0.0.1", "--port", str(port)),
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -102,7 +104,9 @@ def server(intents: Path) -> Iterator[str]:
                 decision_id = json.load(answer)["id"]
         feedback = urllib.request.Request(
             f"{url}/feedback",
-            data=json.dumps({"decision_id": decision_id, "quality": 0.8, "source": "judge"}).encode(),
+            data=json.dumps(
+                {"decision_id": decision_id, "quality": 0.8, "source": "judge"}
+            ).encode(),
             headers={"content-type": "application/json"},
         )
         urllib.request.urlopen(feedback, timeout=30).close()
@@ -208,13 +212,18 @@ def test_keyboard_moves_tabs_and_sliders_and_numbers_agree_with_tune(
     cascade = _figure(page, "cascade rate")
     tuned = json.loads(
         _cli(
-            "tune", "--intents", str(intents), "--labelled", str(SAMPLE), "--held-out", "0", "--json",
+            "tune",
+            "--intents",
+            str(intents),
+            "--labelled",
+            str(SAMPLE),
+            "--held-out",
+            "0",
+            "--json",
             cwd=REPO,
         ).stdout
     )
-    point = next(
-        p for p in tuned["points"] if p["margin"] == 0.3 and p["min_similarity"] == 0.45
-    )
+    point = next(p for p in tuned["points"] if p["margin"] == 0.3 and p["min_similarity"] == 0.45)
     assert after == pytest.approx(point["savings"], abs=1e-9)
     assert quality == pytest.approx(point["quality"], abs=1e-9)
     assert cascade == pytest.approx(point["cascade_rate"], abs=1e-9)
@@ -243,7 +252,9 @@ def test_apply_without_then_with_the_admin_key(page: object, intents: Path, serv
     page.keyboard.press("ArrowLeft")  # type: ignore[attr-defined]  # 0.45 -> 0.44
     page.get_by_label("Admin key").fill(ADMIN_KEY)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Apply to router.yaml").click()  # type: ignore[attr-defined]
-    page.wait_for_function("document.querySelector('#apply-status').textContent.startsWith('Written')")  # type: ignore[attr-defined]
+    page.wait_for_function(
+        "document.querySelector('#apply-status').textContent.startsWith('Written')"
+    )  # type: ignore[attr-defined]
     assert "min_similarity: 0.44" in config.read_text()
     backups = list(intents.glob("router.yaml.bak-*"))
     assert len(backups) == 1 and backups[0].read_text() == original
@@ -254,7 +265,9 @@ def test_apply_without_then_with_the_admin_key(page: object, intents: Path, serv
 def test_compare_tab_shows_three_strategies(page: object) -> None:
     page.get_by_role("tab", name="Compare").click()  # type: ignore[attr-defined]
     page.wait_for_selector("#cmp-table tr[data-strategy=routed]", timeout=60_000)  # type: ignore[attr-defined]
-    names = page.eval_on_selector_all("#cmp-table tr[data-strategy]", "rs => rs.map(r => r.dataset.strategy)")  # type: ignore[attr-defined]
+    names = page.eval_on_selector_all(
+        "#cmp-table tr[data-strategy]", "rs => rs.map(r => r.dataset.strategy)"
+    )  # type: ignore[attr-defined]
     assert names == ["routed", "always-flagship", "always-cheapest"]
     cost = page.get_attribute("tr[data-strategy=routed] td[data-value]", "data-value")  # type: ignore[attr-defined]
     page.get_by_role("slider", name=re.compile(r"^escalation rate")).focus()  # type: ignore[attr-defined]
@@ -288,7 +301,9 @@ def test_screenshots(browser: object, server: str, width: int, height: int, tmp_
     out.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(out / f"explorer-thresholds-{width}x{height}.png"))
     tab.get_by_role("tab", name="Route").click()
-    tab.get_by_label("Request", exact=True).fill("my router keeps dropping the connection after the firmware update")
+    tab.get_by_label("Request", exact=True).fill(
+        "my router keeps dropping the connection after the firmware update"
+    )
     tab.wait_for_selector("#decision-card:not([hidden])", timeout=60_000)
     tab.screenshot(path=str(out / f"explorer-route-{width}x{height}.png"))
     context.close()

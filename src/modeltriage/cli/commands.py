@@ -194,9 +194,10 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
     router = Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build)
     print(
         f"modeltriage: {router.manifest.intents} intents, index {router.manifest.version}; "
-        f"serving on http://{args.host}:{args.port} (docs at /docs)",
+        f"serving on http://{args.host}:{args.port} (docs at /docs, explorer at /ui)",
         file=sys.stderr,
     )
     with router:
-        uvicorn.run(create_app(router=router), host=args.host, port=args.port)
+        app = create_app(router=router, samples_dir=args.samples)
+        uvicorn.run(app, host=args.host, port=args.port)
     return 0

@@ -167,4 +167,10 @@ def _add_serve(sub: SubParsers) -> None:
         action="store_true",
         help="fail instead of building a missing or stale index",
     )
+    p.add_argument(
+        "--samples",
+        type=Path,
+        default=Path("examples/traffic"),
+        help="directory of traffic files the explorer (/ui) may sweep (examples/traffic)",
+    )
     _intents_arg(p)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from modeltriage.log.entries import LogEntry
 
-Threshold = Annotated[float, Field(allow_inf_nan=False, ge=-1, le=2)] | None
+Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1, le=2)] | None
 
 
 class Strict(BaseModel):
@@ -19,9 +19,11 @@ class ThresholdsIn(Strict):
     """The thresholds to try; null turns one off, as in router.yaml."""
 
     margin: Threshold = Field(description="in the aggregation's margin unit")
-    cascade_margin: Threshold = None
-    min_similarity: Threshold = None
-    difficulty_confidence: Annotated[float, Field(allow_inf_nan=False, gt=0, le=1)] | None = None
+    cascade_margin: Threshold = Field(description="in the margin's unit; above margin")
+    min_similarity: Threshold = Field(description="a cosine similarity")
+    difficulty_confidence: (
+        Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=1)] | None
+    ) = None
 
 
 class SampleIn(Strict):
@@ -43,7 +45,7 @@ class CompareRequest(SampleIn):
     thresholds: ThresholdsIn
     requests_per_day: StrictInt = Field(default=100_000, ge=1, le=10**12)
     plans: StrictBool = Field(default=True, description="cascade plans on or off")
-    escalation_rate: Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)] = 1.0
+    escalation_rate: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1)] = 1.0
 
 
 class ApplyRequest(Strict):
