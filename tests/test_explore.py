@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from modeltriage import HashingEncoder, InputError, Router, load_intents
 from modeltriage.http.app import create_app
-from modeltriage.http.auth import ADMIN_KEYS_ENV
 from modeltriage.learn.explore import Settings, ThresholdExplorer, applied
 from modeltriage.learn.explore_compare import compare
 from modeltriage.learn.explore_samples import SampleCache, file_sample, filter_entries
@@ -185,6 +184,7 @@ def client(logged_router: Router) -> TestClient:
         yield c
 
 
+ADMIN_KEYS_ENV = "MODELTRIAGE_ADMIN_KEYS"
 THRESHOLDS = {"margin": 0.2, "cascade_margin": 0.6, "min_similarity": 0.45}
 
 

@@ -72,7 +72,6 @@ class ExploreInfo(BaseModel):
     tiers: list[str]
     intents: list[str]
     reasons: list[str]
-    admin_configured: bool
     examples: list[str] = Field(description="requests of the default sample, to pick from")
 
 

@@ -225,8 +225,7 @@ async function apply() {
   $("apply-yaml").hidden = true;
   if (!key) {
     // Nothing to send: writing router.yaml needs an admin key, so offer the YAML instead.
-    const why = state.info.admin_configured ? "an admin key is needed to write router.yaml" : "no admin key is configured on the server";
-    setStatus("apply-status", `Not applied: ${why}. Paste this into router.yaml instead:`, true);
+    setStatus("apply-status", "Not applied: writing router.yaml needs an admin key (MODELTRIAGE_ADMIN_KEYS on the server). Paste this into router.yaml instead:", true);
     try { $("apply-yaml").textContent = (await api("/explore/yaml", body)).yaml; $("apply-yaml").hidden = false; } catch (e) { setStatus("apply-status", e.message, true); }
     return;
   }
@@ -300,6 +299,7 @@ async function openDecision(id, tr) {
   } catch (e) { setStatus("log-status", e.message, true); }
 }
 async function loadLog() {
+  if (!state.info.log) { setStatus("log-status", "Decision logging is off (no log.url in router.yaml): there is nothing to list."); return; }
   const q = new URLSearchParams();
   for (const [k, id] of [["reason", "log-reason"], ["tier", "log-tier"], ["intent", "log-intent"]]) if ($(id).value) q.set(k, $(id).value);
   try {
