@@ -167,6 +167,13 @@ def test_sample_cache_only_serves_its_directory(shipped_fake: Router, tmp_path: 
 # --- the endpoints ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def shared_client(shipped_fake: Router) -> TestClient:
+    """One service for the hostile-input tests, which change nothing."""
+    with TestClient(create_app(router=shipped_fake, samples_dir=SAMPLE.parent)) as c:
+        yield c
+
+
 @pytest.fixture
 def logged_router(tmp_path: Path) -> Router:
     target = tmp_path / "intents"
@@ -309,8 +316,8 @@ HOSTILE = [
 
 @pytest.mark.parametrize("path", ["/explore/sweep", "/explore/compare", "/explore/yaml"])
 @pytest.mark.parametrize("body", HOSTILE)
-def test_hostile_bodies_get_a_4xx(client: TestClient, path: str, body: bytes) -> None:
-    answer = client.post(path, content=body, headers={"content-type": "application/json"})
+def test_hostile_bodies_get_a_4xx(shared_client: TestClient, path: str, body: bytes) -> None:
+    answer = shared_client.post(path, content=body, headers={"content-type": "application/json"})
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["detail"]
 
@@ -326,9 +333,9 @@ def test_hostile_log_queries_get_a_4xx_or_nothing(client: TestClient, params: st
         assert answer.json()["decisions"] == []
 
 
-def test_hostile_route_texts(client: TestClient) -> None:
+def test_hostile_route_texts(shared_client: TestClient) -> None:
     for body in (b'{"text": "\\udc80"}', b'{"text": 3}', b'{"text": ""}', b"{}"):
-        answer = client.post(
+        answer = shared_client.post(
             "/explore/route", content=body, headers={"content-type": "application/json"}
         )
         assert 400 <= answer.status_code < 500, answer.text

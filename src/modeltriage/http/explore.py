@@ -112,10 +112,10 @@ def explore_route(body: ExploreRouteRequest, request: Request) -> Decision:
     summary="A sample's cost and quality at some thresholds, from cached neighbours",
 )
 def sweep(body: SweepRequest, request: Request) -> SweepResponse:
+    settings = _settings(body.thresholds)
+    applied(current(request).config, settings)  # before routing a sample for nothing
     sample = samples(request).get(body.sample, body.last)
     explorer = sample.explorer
-    settings = _settings(body.thresholds)
-    applied(explorer.config, settings)
     started = time.perf_counter()
     at = explorer.point(settings)
     elapsed = (time.perf_counter() - started) * 1000
@@ -153,10 +153,12 @@ def sweep(body: SweepRequest, request: Request) -> SweepResponse:
     summary="Routed against always-flagship and always-cheapest, per day",
 )
 def compare_strategies(body: CompareRequest, request: Request) -> CompareResponse:
+    settings = _settings(body.thresholds)
+    applied(current(request).config, settings)
     sample = samples(request).get(body.sample, body.last)
     result = compare(
         sample,
-        _settings(body.thresholds),
+        settings,
         plans=body.plans,
         escalation_rate=body.escalation_rate,
         requests_per_day=body.requests_per_day,
