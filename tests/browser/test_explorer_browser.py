@@ -206,7 +206,9 @@ def test_keyboard_moves_tabs_and_sliders_and_numbers_agree_with_tune(
     for _ in range(10):  # 0.2 -> 0.3, one step of 0.01 a key
         page.keyboard.press("ArrowRight")  # type: ignore[attr-defined]
     assert page.input_value("#th-margin") == "0.3"  # type: ignore[attr-defined]
-    cascade = _wait_sweep(page, "cascade rate", before)
+    # Each key press may sweep (debounced): wait for the figures of the last setting.
+    page.wait_for_selector('#th-figures[data-margin="0.3"]', timeout=120_000)  # type: ignore[attr-defined]
+    cascade = _figure(page, "cascade rate")
     assert cascade > before
     after = _figure(page, "savings")
     quality = _figure(page, "quality")

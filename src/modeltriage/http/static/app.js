@@ -202,6 +202,7 @@ async function sweep() {
     if (seq !== state.sweepSeq) return;
     setStatus("th-status", `${r.cases} requests of ${r.sample}; recomputed in ${r.elapsed_ms.toFixed(1)} ms. ${r.source}.`);
     const dl = $("th-figures"); dl.replaceChildren();
+    dl.dataset.margin = String(r.thresholds.margin);  // which setting the figures are for
     figure(dl, "savings", `${pct(r.savings)} if every plan escalates, ${pct(r.savings_no_escalation)} if none does`, r.savings);
     figure(dl, "cost per day", `${usd(r.cost_per_day_usd)} (${usd(r.cost_per_day_no_escalation_usd)} if no plan escalates) vs ${usd(r.flagship_cost_per_day_usd)} all-flagship`, r.cost_per_day_usd);
     figure(dl, "quality", r.quality === null ? "no labels or feedback" : `${r.quality.toFixed(3)} (always-flagship ${num(r.flagship_quality)})`, r.quality);
