@@ -7,7 +7,7 @@ PORT ?= 8000
 INTENTS ?= intents
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint bench clean chromium
 
 # Torch is installed first and pinned: left to sentence-transformers' resolution, pip
 # would fetch a CUDA build of several GB. The check below keeps it that way.
@@ -27,7 +27,15 @@ install: $(STAMP)
 serve: install
 	HF_HUB_OFFLINE=1 $(BIN)/modeltriage serve --intents $(INTENTS) --host $(HOST) --port $(PORT)
 
-test: install
+# The browser tests (tests/browser) drive Debian's chromium; Playwright's own browser
+# download cannot work here. Installed quietly, only when missing and apt-get can.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null || \
+		echo "warning: could not install chromium; the browser tests will be skipped" >&2; \
+	fi
+
+test: install chromium
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: install

@@ -403,14 +403,17 @@ class Router:
         self.close()
 
 
-def route_all(router: Router, texts: Sequence[str], *, explain: bool = False) -> list[Decision]:
+def route_all(
+    router: Router, texts: Sequence[str], *, explain: bool = False, log: bool = True
+) -> list[Decision]:
     """Route any number of texts in batches of ``limits.max_batch`` (offline work:
-    evaluation, tuning, simulation). Decisions are logged as ``router`` is set up to."""
+    evaluation, tuning, simulation). Decisions are logged as ``router`` is set up to,
+    unless ``log`` is false."""
     size = router.config.limits.max_batch
     return [
         decision
         for start in range(0, len(texts), size)
         for decision in router.route_batch(
-            texts[start : start + size], RouteOptions(explain=explain)
+            texts[start : start + size], RouteOptions(explain=explain), log=log
         )
     ]

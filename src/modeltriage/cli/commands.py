@@ -234,13 +234,18 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         )
     print(
         f"modeltriage: {manifest.intents} intents, index {manifest.version}; "
-        f"serving on http://{args.host}:{args.port} (docs at /docs); {plan.keys!r}",
+        f"serving on http://{args.host}:{args.port} (docs at /docs, explorer at /ui); "
+        f"{plan.keys!r}",
         file=sys.stderr,
     )
     for warning in plan.warnings:
         print(f"modeltriage: warning: {warning}", file=sys.stderr)
     app = create_app(
-        holder=holder, watch=args.watch, keys=plan.keys, cors_origins=plan.cors_origins
+        holder=holder,
+        watch=args.watch,
+        keys=plan.keys,
+        cors_origins=plan.cors_origins,
+        samples_dir=args.samples,
     )
     with holder:
         # Uvicorn drains running requests on SIGTERM/SIGINT before the lifespan ends and

@@ -184,6 +184,12 @@ def _add_serve(sub: SubParsers) -> None:
         help="fail instead of building a missing or stale index",
     )
     p.add_argument(
+        "--samples",
+        type=Path,
+        default=Path("examples/traffic"),
+        help="directory of traffic files the explorer (/ui) may sweep (examples/traffic)",
+    )
+    p.add_argument(
         "--keep-last-good",
         action="store_true",
         help="when the intent files are broken or the index is stale, start on the last "

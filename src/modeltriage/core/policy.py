@@ -19,7 +19,7 @@ from modeltriage.core.decision import Neighbour, Verdict
 from modeltriage.core.intents import Intent
 from modeltriage.core.scoring import (
     IntentScore,
-    absent_intent_score,
+    intent_margin,
     score_intents,
     vote_difficulty,
 )
@@ -213,10 +213,7 @@ def _match(
     ranked = score_intents(neighbours, aggregation)
     best = ranked[0]
     runner_up = ranked[1] if len(ranked) > 1 else None
-    second = (
-        runner_up.score if runner_up is not None else absent_intent_score(neighbours, aggregation)
-    )
-    margin = best.score - second
+    margin = intent_margin(ranked, neighbours, aggregation)
     voters = [n for n in neighbours if n.intent == best.intent]
     over = f"{runner_up.intent!r})" if runner_up is not None else "any other intent)"
     return _Match(

@@ -55,6 +55,15 @@ def score_intents(neighbours: Sequence[Neighbour], aggregation: Aggregation) -> 
     )
 
 
+def intent_margin(
+    ranked: Sequence[IntentScore], neighbours: Sequence[Neighbour], aggregation: Aggregation
+) -> float:
+    """The best intent's lead over the runner-up (or, with one intent retrieved, over the
+    absent stand-in), exactly as the policy compares it with the thresholds."""
+    second = ranked[1].score if len(ranked) > 1 else absent_intent_score(neighbours, aggregation)
+    return ranked[0].score - second
+
+
 def absent_intent_score(neighbours: Sequence[Neighbour], aggregation: Aggregation) -> float:
     """The highest score an intent absent from the neighbours could have (the k-th
     similarity, or no vote): the runner-up's stand-in when only one intent was retrieved,

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 from modeltriage.http.auth import CORS_ENV, ApiKeys
 from modeltriage.http.body_guard import BodyGuard
 from modeltriage.http.error_responses import install_error_handlers
+from modeltriage.http.explore import install_explorer
 from modeltriage.http.metrics import ServiceMetrics
 from modeltriage.http.observe import (
     LOG_FORMAT_ENV,
@@ -45,6 +46,7 @@ from modeltriage.http.observe import (
 )
 from modeltriage.http.reload import reload_api, reload_triggers
 from modeltriage.http.routes import api
+from modeltriage.learn.explore_samples import SampleCache
 
 # What `serve --workers N` hands its worker processes.
 INTENTS_ENV = "MODELTRIAGE_SERVE_INTENTS"
@@ -55,6 +57,8 @@ ENCODER_FACTORY_ENV = "MODELTRIAGE_ENCODER_FACTORY"
 # How long a worker waits for a decision another worker may still hold in its queue
 # (its writer flushes every 0.2 s).
 PEER_GRACE_S = 1.0
+# The explorer's samples: the shipped traffic sample, relative to where the service runs.
+DEFAULT_SAMPLES_DIR = Path("examples/traffic")
 
 
 def create_app(
@@ -68,6 +72,7 @@ def create_app(
     cors_origins: Sequence[str] = (),
     encoder: Encoder | None = None,
     peer_workers: bool = False,
+    samples_dir: Path | str = DEFAULT_SAMPLES_DIR,
 ) -> FastAPI:
     """Build the service. Pass ``router`` to serve an already loaded one (tests; the
     caller closes it; there is nothing to reload it from), or a ``holder`` (the CLI: the
@@ -80,6 +85,7 @@ def create_app(
     ``encoder``: the encoder to load with (default: the one router.yaml names).
     ``peer_workers``: other processes log to the same store, so a decision id not found
     yet may still be in another worker's queue (see :data:`PEER_GRACE_S`).
+    ``samples_dir``: the traffic files the explorer (/ui) may sweep.
     """
 
     @asynccontextmanager
@@ -97,6 +103,7 @@ def create_app(
         if peer_workers and logger is not None:
             # Every generation shares this logger, so this holds across reloads.
             logger.peer_grace_s = PEER_GRACE_S
+        app.state.samples = SampleCache(app.state.router, Path(samples_dir))
         try:
             async with reload_triggers(app, watch=watch):
                 yield
@@ -129,6 +136,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api)
     app.include_router(reload_api)
+    install_explorer(app)
     return app
 
 

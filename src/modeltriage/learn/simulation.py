@@ -17,7 +17,7 @@ from modeltriage.core.costs import (
     flagship_cost_usd,
     savings,
 )
-from modeltriage.core.decision import Decision
+from modeltriage.core.decision import Verdict
 from modeltriage.errors import ConfigError
 from modeltriage.learn.jsonl import read_jsonl
 
@@ -86,7 +86,7 @@ def _shares(counter: Counter[str], total: int) -> dict[str, float]:
 
 def simulate(
     rows: Sequence[TrafficRow],
-    decisions: Sequence[Decision],
+    decisions: Sequence[Verdict],
     config: RouterConfig,
     requests_per_day: int,
     escalation_rate: float = 1.0,

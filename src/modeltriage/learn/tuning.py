@@ -174,6 +174,54 @@ def flagship_cost(config: RouterConfig, case: Case) -> float:
     return flagship_cost_usd(config, case.input_tokens)
 
 
+@dataclass(frozen=True)
+class CaseOutcome:
+    """What one case's verdict costs and is worth, a cascade plan counted as escalated
+    (both calls paid, the plan's model answers), as every sweep point counts it.
+
+    ``first_cost_usd``: the cost if the plan does not escalate; ``routed_tier``: the
+    tier of the model that answers first.
+    """
+
+    cost_usd: float
+    first_cost_usd: float
+    tier: str
+    routed_tier: str
+    planned: bool
+    cascaded: bool
+    quality: float | None
+    measured: bool
+
+
+def case_outcome(case: Case, verdict: Verdict, quality: QualityModel) -> CaseOutcome:
+    """Cost and quality of ``verdict`` for ``case``: the one place a sweep prices and
+    judges a decision."""
+    first = case.costs.get(verdict.model, verdict.estimated_cost_usd)
+    cost = first
+    answered = verdict
+    plan = verdict.cascade
+    if plan is not None:
+        # Counted as escalated: both calls are paid and the plan's model answers, so
+        # cost is an upper bound and quality what the escalation delivers.
+        cost += case.costs.get(plan.escalate_to, plan.estimated_cost_usd)
+        if plan.second_opinion is not None:
+            second = case.costs.get(plan.second_opinion, plan.second_opinion_cost_usd)
+            cost += second
+            first += second
+        answered = verdict.model_copy(update={"model": plan.escalate_to, "tier": plan.tier})
+    value, was_measured = quality.judge(case, answered)
+    return CaseOutcome(
+        cost_usd=cost,
+        first_cost_usd=first,
+        tier=answered.tier,
+        routed_tier=verdict.tier,
+        planned=plan is not None,
+        cascaded=verdict.cascaded,
+        quality=value,
+        measured=was_measured,
+    )
+
+
 def evaluate_point(
     cases: Sequence[Case],
     config: RouterConfig,
@@ -191,22 +239,14 @@ def evaluate_point(
     tiers: Counter[str] = Counter()
     for case in cases:
         verdict = decide(case.neighbours, tuned, intents, case.input_tokens)
-        cost += case.costs.get(verdict.model, verdict.estimated_cost_usd)
-        plan = verdict.cascade
-        if plan is not None:
-            # Counted as escalated: both calls are paid and the plan's model answers, so
-            # cost is an upper bound and quality what the escalation delivers.
-            cost += case.costs.get(plan.escalate_to, plan.estimated_cost_usd)
-            if plan.second_opinion is not None:
-                cost += case.costs.get(plan.second_opinion, plan.second_opinion_cost_usd)
-            verdict = verdict.model_copy(update={"model": plan.escalate_to, "tier": plan.tier})
+        outcome = case_outcome(case, verdict, quality)
+        cost += outcome.cost_usd
         baseline += flagship_cost(config, case)
-        tiers[verdict.tier] += 1
-        cascaded += verdict.cascaded
-        value, was_measured = quality.judge(case, verdict)
-        if value is not None:
-            judged.append(value)
-            measured += was_measured
+        tiers[outcome.tier] += 1
+        cascaded += outcome.cascaded
+        if outcome.quality is not None:
+            judged.append(outcome.quality)
+            measured += outcome.measured
     n = max(1, len(cases))
     return Point(
         margin=margin,
@@ -249,10 +289,17 @@ def sweep(
 
 def flagship_quality(cases: Sequence[Case], config: RouterConfig, quality: QualityModel) -> float:
     """Quality of sending everything to the flagship, judged like any point."""
+    return tier_quality(cases, config, quality, config.flagship_tier)
+
+
+def tier_quality(
+    cases: Sequence[Case], config: RouterConfig, quality: QualityModel, tier: str
+) -> float:
+    """Quality of sending everything to ``tier``'s cheapest model, judged like any point."""
     output = config.cost.expected_output_tokens
     values = []
     for case in cases:
-        spec = cheapest_in_tier(config, config.flagship_tier, case.input_tokens, output)
+        spec = cheapest_in_tier(config, tier, case.input_tokens, output)
         verdict = Verdict(
             intent=None,
             runner_up=None,
@@ -264,7 +311,7 @@ def flagship_quality(cases: Sequence[Case], config: RouterConfig, quality: Quali
             margin=None,
             cascaded=True,
             reason="no_match",
-            explanation="always-flagship baseline",
+            explanation=f"always-{tier} baseline",
             estimated_cost_usd=0.0,
             input_tokens=case.input_tokens,
         )

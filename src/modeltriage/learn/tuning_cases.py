@@ -42,16 +42,17 @@ def _quality(router: Router) -> QualityModel:
     return QualityModel(router.config, {i.name: i for i in router.intent_set.intents})
 
 
-def labelled_cases(router: Router, path: Path) -> TuningCases:
+def labelled_cases(router: Router, path: Path, *, log: bool = True) -> TuningCases:
     """Cases from a labelled file; a request is served well when its tier is at least as
-    strong as its labelled difficulty needs."""
+    strong as its labelled difficulty needs. ``log=False`` keeps the routing of the file
+    out of the decision log."""
     rows = read_intents_jsonl(path)
     known = {intent.name for intent in router.intent_set.intents}
     unknown = sorted({r.intent for r in rows if r.intent is not None} - known)
     if unknown:
         raise InputError(f"{path}: labels name intents this router lacks: {unknown[:5]}")
     texts = [r.text for r in rows]
-    decisions = route_all(router, texts, explain=True)
+    decisions = route_all(router, texts, explain=True, log=log)
     cases = cases_from_routes(
         texts,
         [d.neighbours for d in decisions],
@@ -96,13 +97,16 @@ def log_cases(
     entries: Sequence[LogEntry],
     feedback: Sequence[FeedbackEntry],
     log_url: str,
+    *,
+    log: bool = True,
 ) -> TuningCases:
     """Cases from logged decisions with their text (re-routed for their neighbours), with
-    feedback as measured quality; ``log_url`` names the log in messages."""
+    feedback as measured quality; ``log_url`` names the log in messages. ``log=False``
+    keeps the re-routing out of the decision log."""
     with_text = [e for e in entries if e.text is not None]
     if not with_text:
         raise InputError(f"--log: no logged decision with its text in {log_url}")
-    decisions = route_all(router, [e.text or "" for e in with_text], explain=True)
+    decisions = route_all(router, [e.text or "" for e in with_text], explain=True, log=log)
     cases, quality = cases_from_log(
         with_text,
         feedback,

@@ -4,6 +4,7 @@ the old file kept beside it, and never a config the router would refuse."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,39 @@ _VALUE = re.compile(
 )
 
 
+class _Unchanged:
+    """The value of a threshold the caller leaves as the file has it."""
+
+
+UNCHANGED = _Unchanged()
+
+
+def format_value(value: float | None) -> str:
+    """A threshold as router.yaml spells it."""
+    return "null" if value is None else f"{value:g}"
+
+
+def thresholds_yaml(values: Mapping[str, float | None]) -> str:
+    """A ``thresholds:`` block setting ``values``, to paste into router.yaml."""
+    return "thresholds:\n" + "".join(f"  {k}: {format_value(v)}\n" for k, v in values.items())
+
+
 def write_thresholds(
     config_path: Path,
     margin: float | None,
     min_similarity: float | None,
     difficulty_confidence: float | None = None,
+    *,
+    cascade_margin: float | _Unchanged | None = UNCHANGED,
 ) -> Path:
-    """Set ``thresholds.margin`` and ``thresholds.min_similarity`` in router.yaml in place,
-    keeping comments and layout; the old file is kept beside it. Returns the backup path."""
+    """Set ``thresholds.margin`` and ``thresholds.min_similarity`` in router.yaml in place
+    (and ``cascade_margin`` when given), keeping comments and layout; the old file is kept
+    beside it. Returns the backup path."""
     doc = YamlDocument.read(config_path)
     original = config_path.read_text(encoding="utf-8")
     values = {"margin": margin, "min_similarity": min_similarity}
+    if not isinstance(cascade_margin, _Unchanged):
+        values["cascade_margin"] = cascade_margin
     thresholds = doc.data.get("thresholds") if isinstance(doc.data, dict) else None
     # Only mention difficulty_confidence where it matters: set, or already in the file.
     if difficulty_confidence is not None or (
@@ -35,10 +58,7 @@ def write_thresholds(
     ):
         values["difficulty_confidence"] = difficulty_confidence
     if not isinstance(thresholds, dict):
-        block = "\nthresholds:\n" + "".join(
-            f"  {k}: {'null' if v is None else v}\n" for k, v in values.items()
-        )
-        updated = original.rstrip("\n") + "\n" + block
+        updated = original.rstrip("\n") + "\n\n" + thresholds_yaml(values)
     else:
         updated = _edited(config_path, doc, original, thresholds, values)
     return _replace_checked(config_path, original, updated)
@@ -56,7 +76,7 @@ def _edited(
     lines = original.splitlines(keepends=True)
     missing = []
     for key, value in values.items():
-        text = "null" if value is None else f"{value:g}"
+        text = format_value(value)
         if key not in thresholds:
             missing.append(f"  {key}: {text}\n")
             continue
