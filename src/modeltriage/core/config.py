@@ -200,6 +200,33 @@ class EncoderSettings(Strict):
     )
 
 
+class ServingSettings(Strict):
+    """How the service gathers concurrent requests into one encoder call, and how many
+    recent request texts it remembers. Measured in docs/benchmarks.md."""
+
+    batch_wait_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="how long the first request of a micro-batch waits for others, in ms",
+    )
+    max_batch: int = Field(
+        default=64, ge=1, le=4096, description="texts per micro-batch (encoder call)"
+    )
+    queue_size: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="texts waiting for a micro-batch; beyond it /route answers 503",
+    )
+    query_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        le=10_000_000,
+        description="recent request texts whose vectors are kept (LRU); 0 turns it off",
+    )
+
+
 # A year: far beyond any outage a cooldown stands for, and far below the clock's range
 # (a mark ends at a datetime, which stops at the year 9999).
 MAX_COOLDOWN_S = 365 * 24 * 3600.0
@@ -288,6 +315,7 @@ class RouterConfig(Strict):
     log: LogSettings = LogSettings()
     escalation: EscalationSettings = EscalationSettings()
     encoder: EncoderSettings = EncoderSettings()
+    serving: ServingSettings = ServingSettings()
     health: HealthSettings = HealthSettings()
     conversation: ConversationSettings = ConversationSettings()
     steps: dict[Name, Step] = Field(

@@ -20,6 +20,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
+from modeltriage.http.batcher import MicroBatcher
 from modeltriage.http.body_checks import body_problem
 from modeltriage.http.error_responses import install_error_handlers
 from modeltriage.http.routes import api, current
@@ -34,6 +35,24 @@ def _too_large(size: int, cap: int) -> JSONResponse:
     )
 
 
+@asynccontextmanager
+async def batching(app: FastAPI) -> AsyncIterator[None]:
+    """The app's micro-batcher for /route and /route/batch, for the app's lifetime."""
+    routed: Router = app.state.router
+    serving = routed.config.serving
+    app.state.batcher = MicroBatcher(
+        routed.route_many,
+        wait_s=serving.batch_wait_ms / 1000,
+        max_batch=serving.max_batch,
+        queue_size=serving.queue_size,
+    )
+    app.state.batcher.start()
+    try:
+        yield
+    finally:
+        await app.state.batcher.close()
+
+
 def create_app(
     intents_dir: Path | str = "intents",
     *,
@@ -46,11 +65,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if router is not None:
             app.state.router = router
-            yield  # the caller owns the router and closes it
+            async with batching(app):
+                yield  # the caller owns the router and closes it
             return
         app.state.router = Router.load(intents_dir, build_if_needed=build_if_needed)
         try:
-            yield
+            async with batching(app):
+                yield
         finally:
             # Flush the decision log: a clean shutdown loses no logged rows.
             app.state.router.close()

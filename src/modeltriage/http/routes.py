@@ -8,7 +8,9 @@ from fastapi import APIRouter, Request
 from modeltriage import __version__
 from modeltriage.core.decision import Decision
 from modeltriage.errors import InputError
+from modeltriage.http.batcher import MicroBatcher
 from modeltriage.http.schemas import (
+    BatchingHealth,
     BatchRouteRequest,
     BatchRouteResponse,
     EscalateRequest,
@@ -20,6 +22,7 @@ from modeltriage.http.schemas import (
     LogHealth,
     NextModelRequest,
     NextModelResponse,
+    QueryCacheHealth,
     RouteRequest,
     UnhealthyModel,
     UnhealthyModels,
@@ -36,20 +39,35 @@ def current(request: Request) -> Router:
     return routed
 
 
+def batcher(request: Request) -> MicroBatcher:
+    """The micro-batcher the app's lifespan started."""
+    gathered: MicroBatcher = request.app.state.batcher
+    return gathered
+
+
 @api.post("/route", response_model=Decision, summary="Decide which model answers a request")
-def route(body: RouteRequest, request: Request) -> Decision:
+async def route(body: RouteRequest, request: Request) -> Decision:
     if body.text is not None and body.messages is not None:
         raise InputError("give `text` or `messages`, not both")
+    text = body.text
     if body.messages is not None:
-        return current(request).route_messages(body.messages, body)
-    if body.text is None:
+        text = current(request).messages_text(body.messages)
+    if text is None:
         raise InputError("text: Field required (or give `messages`)")
-    return current(request).route(body.text, body)
+    # Routed with whatever other requests arrive meanwhile (see http/batcher.py).
+    (result,) = await batcher(request).route([(text, body)])
+    if isinstance(result, InputError):
+        raise result
+    return result
 
 
 @api.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
-def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
-    decisions = current(request).route_batch(body.texts, body)
+async def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
+    current(request).check_batch(body.texts, body)
+    results = await batcher(request).route([(text, body) for text in body.texts])
+    decisions = [result for result in results if not isinstance(result, InputError)]
+    if len(decisions) < len(results):
+        raise next(result for result in results if isinstance(result, InputError))
     return BatchRouteResponse(decisions=decisions)
 
 
@@ -165,4 +183,23 @@ def healthz(request: Request) -> Health:
         log=log,
         failovers=routed.failovers,
         unhealthy_models=list(routed.unhealthy_models()),
+        query_cache=query_cache_health(routed),
+        batching=batching_health(request),
     )
+
+
+def query_cache_health(routed: Router) -> QueryCacheHealth:
+    stats = routed.query_cache
+    rate = stats.hit_rate
+    return QueryCacheHealth(
+        size=stats.size,
+        capacity=stats.capacity,
+        hits=stats.hits,
+        misses=stats.misses,
+        hit_rate=None if rate is None else round(rate, 4),
+    )
+
+
+def batching_health(request: Request) -> BatchingHealth:
+    gathered = batcher(request)
+    return BatchingHealth(batches=gathered.batches, routed=gathered.routed, queued=gathered.queued)

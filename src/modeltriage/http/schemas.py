@@ -150,6 +150,20 @@ class BatchRouteResponse(BaseModel):
     decisions: list[Decision]
 
 
+class QueryCacheHealth(BaseModel):
+    size: int
+    capacity: int
+    hits: int
+    misses: int
+    hit_rate: float | None = Field(description="hits over lookups; null before the first")
+
+
+class BatchingHealth(BaseModel):
+    batches: int = Field(description="encoder calls made for /route and /route/batch")
+    routed: int = Field(description="texts routed in them")
+    queued: int = Field(description="texts waiting now")
+
+
 class Health(BaseModel):
     status: str
     version: str
@@ -161,3 +175,5 @@ class Health(BaseModel):
     log: LogHealth | None
     failovers: int = Field(description="POST /next-model (failover) requests since start")
     unhealthy_models: list[str]
+    query_cache: QueryCacheHealth | None = None
+    batching: BatchingHealth | None = None
