@@ -181,10 +181,14 @@ EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
 class EncoderSettings(Strict):
     """Which weights embed requests and exemplars, and what runs them."""
 
+    # onnx, not onnx-int8: int8 misses the fidelity bar (cosine to torch >= 0.99 on every
+    # text) on one- and two-word texts; fp32 ONNX gives torch's vectors, ~3x faster, and
+    # serves without torch (docs/benchmarks.md).
     backend: EncoderBackend = Field(
-        default="torch",
-        description="onnx-int8 (MiniLM exported to ONNX and quantised, run by onnxruntime "
-        "without torch), onnx (the same, fp32) or torch (sentence-transformers)",
+        default="onnx",
+        description="onnx (MiniLM exported to ONNX, run by onnxruntime without torch), "
+        "onnx-int8 (the same, quantised to int8: faster, less faithful) or torch "
+        "(sentence-transformers, the reference)",
     )
     threads: int | None = Field(
         default=None,
