@@ -45,14 +45,14 @@ BIN = Path(sys.executable).parent
 def write_clinc_intents(target: Path, rows: list[Any], serving: str, backend: str) -> None:
     target.mkdir(parents=True)
     base = (REPO / "intents" / "router.yaml").read_text(encoding="utf-8")
-    extra = f"\nencoder: {{backend: {backend}}}\nserving: {serving}\nlog: {{url: null}}\n"
+    extra = f"\nencoder: {{backend: {backend}}}\nserving: {serving}\n"
     (target / "router.yaml").write_text(base + extra, encoding="utf-8")
     by_intent: dict[str, list[str]] = {}
     for row in rows:
         if row.intent is not None:
             by_intent.setdefault(row.intent, []).append(row.text)
     for name, texts in by_intent.items():
-        lines = [f"name: {name}", "difficulty: easy", "exemplars:"]
+        lines = [f"name: {json.dumps(name)}", "difficulty: easy", "exemplars:"]
         lines += [f"  - {json.dumps(t)}" for t in texts]
         (target / f"{name}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -62,7 +62,9 @@ def timed_build(intents: Path) -> float:
         "import time; from modeltriage import build_index; s = time.perf_counter(); "
         f"build_index({str(intents)!r}); print(time.perf_counter() - s)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"build failed: {out.stderr.strip()[-1500:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
