@@ -170,6 +170,9 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--backend", default="onnx")
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument(
+        "--per-intent", type=int, default=None, help="exemplars per intent (default: all 100)"
+    )
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--json", default=None)
@@ -179,6 +182,14 @@ def main() -> None:
 
     clinc = data_dir(args.data) / "clinc150"
     train = read_intents_jsonl(clinc / "train.intents.jsonl")
+    if args.per_intent is not None:
+        seen: dict[str | None, int] = {}
+        kept = []
+        for row in train:
+            seen[row.intent] = seen.get(row.intent, 0) + 1
+            if seen[row.intent] <= args.per_intent:
+                kept.append(row)
+        train = kept
     queries = [r.text for r in read_intents_jsonl(clinc / "val.intents.jsonl")][: args.queries]
     work = Path(tempfile.mkdtemp(prefix="mt-serving-bench-"))
     try:
@@ -202,10 +213,15 @@ def run(args: argparse.Namespace, work: Path, train: list[Any], queries: list[st
     text[3] = '  - "an exemplar edited for the rebuild benchmark"'
     edited.write_text("\n".join(text) + "\n", encoding="utf-8")
     rebuild = timed_build(intents)
-    print(f"build {args.backend}: cold {cold:.1f} s, after one edited file {rebuild:.2f} s")
+    exemplars = sum(1 for r in train if r.intent is not None)
+    print(f"{exemplars} exemplars")
+    print(
+        f"build {args.backend}: cold {cold:.1f} s, after one edited file {rebuild:.2f} s",
+        flush=True,
+    )
     route = route_latency(intents, queries)
     print(
-        f"route() {args.backend}, 15k index: "
+        f"route() {args.backend}, {exemplars} exemplars: "
         f"p50 {route['p50_ms']:.2f} ms, p99 {route['p99_ms']:.2f} ms"
     )
     plain = work / "unbatched"
@@ -230,7 +246,9 @@ def run(args: argparse.Namespace, work: Path, train: list[Any], queries: list[st
                 [label, r["concurrency"], round(r["rps"], 1), r["p50_ms"], r["p99_ms"], r["errors"]]
             )
         print(f"{label}: RSS {rss:.0f} MB after {served} requests", flush=True)
-    print(render_table(["server", "clients", "req/s", "p50 ms", "p99 ms", "errors"], rows))
+    print(
+        render_table(["server", "clients", "req/s", "p50 ms", "p99 ms", "errors"], rows), flush=True
+    )
     return {
         "backend": args.backend,
         "build_cold_s": cold,

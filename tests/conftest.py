@@ -32,6 +32,8 @@ thresholds:
 scoring: {top_k: 10, aggregation: max}  # margins above are cosine gaps
 """
 
+FAKE_BACKEND = "encoder: {backend: torch}\n"
+
 TINY_INTENTS = {
     "hours.yaml": """\
         name: hours
@@ -72,7 +74,8 @@ def write_intents(directory: Path, files: dict[str, str], router_yaml: str = ROU
 
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
-    return write_intents(tmp_path / "intents", TINY_INTENTS)
+    # The fakes' ids read as the torch backend's; `check` compares it with router.yaml's.
+    return write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + FAKE_BACKEND)
 
 
 @pytest.fixture
