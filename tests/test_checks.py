@@ -10,7 +10,7 @@ from modeltriage.core.index import exemplar_rows
 from modeltriage.learn.checks import check_index
 from modeltriage.learn.finetune import FINETUNE_FILE, FinetuneInfo, rows_hash
 
-from .conftest import FAKE_BACKEND, ROUTER_YAML, TINY_INTENTS, write_intents
+from .conftest import ROUTER_YAML, TINY_INTENTS, TORCH_BACKEND, write_intents
 
 
 def test_missing_stale_and_current(tiny_dir: Path, fake_encoder: HashingEncoder) -> None:
@@ -71,7 +71,7 @@ def _fake_fine_tune(model_dir: Path, rows: list[tuple[str, str]]) -> None:
 
 
 def test_fine_tuned_encoder_named_by_router_yaml(tmp_path: Path) -> None:
-    intents = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + FAKE_BACKEND)
+    intents = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + TORCH_BACKEND)
     rows = [(r.intent, r.text) for r in exemplar_rows(load_intents(intents).intents)]
     model_dir = intents / "encoder-ft"
     _fake_fine_tune(model_dir, rows)

@@ -27,7 +27,7 @@ from modeltriage.learn.finetune import (
     training_rows,
 )
 
-from .conftest import FAKE_BACKEND, ROUTER_YAML, TINY_INTENTS, write_intents
+from .conftest import ROUTER_YAML, TINY_INTENTS, TORCH_BACKEND, write_intents
 
 ROWS = [(f"intent{i}", f"text {i}-{j}") for i in range(5) for j in range(4)] + [("lonely", "x")]
 
@@ -150,7 +150,7 @@ def test_finetune_from_announces_then_checks_before_loading_a_model(tmp_path: Pa
 def test_fine_tune_then_route_with_the_fine_tuned_encoder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    intents = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + FAKE_BACKEND)
+    intents = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + TORCH_BACKEND)
     model_dir = tmp_path / "intents" / "encoder-ft"
     argv = ["finetune", "--intents", str(intents), "--out", str(model_dir), "--batch-size", "3"]
     assert main(argv) == 0
