@@ -33,6 +33,8 @@ thresholds:
 scoring: {top_k: 10, aggregation: max}  # margins above are cosine gaps
 """
 
+TORCH_BACKEND = "encoder: {backend: torch}\n"
+
 TINY_INTENTS = {
     "hours.yaml": """\
         name: hours
@@ -73,7 +75,8 @@ def write_intents(directory: Path, files: dict[str, str], router_yaml: str = ROU
 
 @pytest.fixture
 def tiny_dir(tmp_path: Path) -> Path:
-    return write_intents(tmp_path / "intents", TINY_INTENTS)
+    # The fakes' ids read as the torch backend's; `check` compares it with router.yaml's.
+    return write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + TORCH_BACKEND)
 
 
 @pytest.fixture
@@ -109,6 +112,10 @@ def shipped_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(
         SHIPPED_INTENTS, target, ignore=shutil.ignore_patterns(".index", ".log", ".log-spool.jsonl")
     )
+    # shipped_router builds this copy's index with the torch encoder (the reference), so
+    # commands run on the copy must load that backend too.
+    with (target / "router.yaml").open("a", encoding="utf-8") as config:
+        config.write("\n" + TORCH_BACKEND)
     return target
 
 

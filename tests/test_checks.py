@@ -10,7 +10,7 @@ from modeltriage.core.index import exemplar_rows
 from modeltriage.learn.checks import check_index
 from modeltriage.learn.finetune import FINETUNE_FILE, FinetuneInfo, rows_hash
 
-from .conftest import ROUTER_YAML, TINY_INTENTS, write_intents
+from .conftest import ROUTER_YAML, TINY_INTENTS, TORCH_BACKEND, write_intents
 
 
 def test_missing_stale_and_current(tiny_dir: Path, fake_encoder: HashingEncoder) -> None:
@@ -72,7 +72,7 @@ def _fake_fine_tune(model_dir: Path, rows: list[tuple[str, str]]) -> None:
 
 
 def test_fine_tuned_encoder_named_by_router_yaml(tmp_path: Path) -> None:
-    intents = write_intents(tmp_path / "intents", TINY_INTENTS)
+    intents = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + TORCH_BACKEND)
     rows = [(r.intent, r.text) for r in exemplar_rows(load_intents(intents).intents)]
     model_dir = intents / "encoder-ft"
     _fake_fine_tune(model_dir, rows)
@@ -87,7 +87,9 @@ def test_fine_tuned_encoder_named_by_router_yaml(tmp_path: Path) -> None:
         f"index: built with the fine-tuned encoder {wanted}, router.yaml names none"
     )
 
-    (intents / "router.yaml").write_text(ROUTER_YAML + "encoder:\n  path: encoder-ft\n")
+    (intents / "router.yaml").write_text(
+        ROUTER_YAML + "encoder:\n  backend: torch\n  path: encoder-ft\n"
+    )
     found = check_index(intents)
     assert found.current and found.notes == (f"encoder: fine-tuned {model_dir} ({wanted})",)
     build_index(intents, encoder=HashingEncoder())

@@ -4,6 +4,7 @@ serving without torch. The export itself (torch) runs once per module, in a temp
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -114,7 +115,7 @@ def test_unwritable_cache_exports_to_a_temp_dir_with_one_warning(
 
 
 def test_backend_setting() -> None:
-    assert EncoderSettings().backend == "torch"
+    assert EncoderSettings().backend == "onnx"
     assert EncoderSettings(backend="onnx-int8", threads=2).threads == 2
     for bad in ({"backend": "tensorrt"}, {"threads": 0}, {"threads": 10**9}, {"threads": "x"}):
         with pytest.raises(ValueError):
@@ -230,7 +231,7 @@ def test_int8_stays_close_to_torch(
     onnx_cache: Path, real_encoder: SentenceTransformerEncoder
 ) -> None:
     """What dynamic int8 holds today: sentences >= 0.99, one-word texts lower (0.96-0.98
-    measured), so the strict target below is not met and the default stays torch."""
+    measured), so the strict target below is not met and the default is fp32 onnx."""
     reference = real_encoder.encode(FIDELITY_TEXTS)
     found = cosines(OnnxEncoder("onnx-int8").encode(FIDELITY_TEXTS), reference)
     assert found.min() >= 0.95 and float(np.median(found)) >= 0.99
@@ -238,7 +239,9 @@ def test_int8_stays_close_to_torch(
 
 @pytest.mark.real
 @pytest.mark.xfail(
-    strict=True, reason="dynamic per-channel int8 gives 0.96-0.98 on one- or two-word texts"
+    strict=True,
+    reason="dynamic int8 gives 0.95-0.99 on one- or two-word texts, whichever MatMuls are "
+    "quantised (docs/benchmarks.md)",
 )
 def test_int8_meets_the_fidelity_target(
     onnx_cache: Path, real_encoder: SentenceTransformerEncoder
@@ -285,3 +288,37 @@ def test_serving_an_onnx_index_imports_no_torch(onnx_cache: Path, tmp_path: Path
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.real
+def test_serving_a_fresh_copy_uses_the_default_backend_without_torch(
+    onnx_cache: Path, tmp_path: Path
+) -> None:
+    """What `make serve` does on a fresh clone: build the missing index with the default
+    backend (the export runs in a child process), then serve it; the serving process
+    never imports torch."""
+    intents = tmp_path / "intents"
+    shutil.copytree(REPO / "intents", intents, ignore=shutil.ignore_patterns(".index", ".log*"))
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from fastapi.testclient import TestClient
+        from modeltriage import Router
+        from modeltriage.http.app import create_app
+        router = Router.load({str(intents)!r}, build_if_needed=True, log=False)
+        with TestClient(create_app(router=router)) as client:
+            answer = client.post("/route", json={{"text": "what are your hours?"}})
+        print(router.manifest.encoder)
+        print(answer.status_code, answer.json()["intent"])
+        print(sorted({{"torch", "transformers", "sentence_transformers"}} & set(sys.modules)))
+        """
+    )
+    env = {"MODELTRIAGE_CACHE_DIR": str(onnx_cache), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    encoder, answer, heavy = out.stdout.strip().splitlines()
+    assert "[onnx " in encoder
+    assert answer == "200 store_hours" and heavy == "[]"

@@ -27,7 +27,7 @@ from modeltriage.learn.finetune import (
     training_rows,
 )
 
-from .conftest import ROUTER_YAML, TINY_INTENTS, write_intents
+from .conftest import ROUTER_YAML, TINY_INTENTS, TORCH_BACKEND, write_intents
 
 ROWS = [(f"intent{i}", f"text {i}-{j}") for i in range(5) for j in range(4)] + [("lonely", "x")]
 
@@ -150,7 +150,7 @@ def test_finetune_from_announces_then_checks_before_loading_a_model(tmp_path: Pa
 def test_fine_tune_then_route_with_the_fine_tuned_encoder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    intents = write_intents(tmp_path / "intents", TINY_INTENTS)
+    intents = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + TORCH_BACKEND)
     model_dir = tmp_path / "intents" / "encoder-ft"
     argv = ["finetune", "--intents", str(intents), "--out", str(model_dir), "--batch-size", "3"]
     assert main(argv) == 0
@@ -168,7 +168,9 @@ def test_fine_tune_then_route_with_the_fine_tuned_encoder(
     # an index built with the packaged encoder is refused once router.yaml names the
     # fine-tuned one, and `check` says what to run
     assert main(["build", "--intents", str(intents)]) == 0
-    (intents / "router.yaml").write_text(ROUTER_YAML + "encoder:\n  path: encoder-ft\n")
+    (intents / "router.yaml").write_text(
+        ROUTER_YAML + "encoder:\n  backend: torch\n  path: encoder-ft\n"
+    )
     assert main(["check", "--intents", str(intents)]) == 1
     assert "router.yaml names" in capsys.readouterr().out
     with pytest.raises(IndexStateError, match="modeltriage build"):

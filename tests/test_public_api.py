@@ -14,6 +14,7 @@ def test_all_is_the_public_api() -> None:
     assert sorted(modeltriage.__all__) == sorted(
         [
             "Answer",
+            "CacheStats",
             "CascadePlan",
             "ConfigError",
             "Decision",
@@ -38,6 +39,7 @@ def test_all_is_the_public_api() -> None:
             "Message",
             "MissingDependencyError",
             "ModelTriageError",
+            "OverloadedError",
             "Neighbour",
             "OnnxEncoder",
             "RouteOptions",

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage.core.encoders import SentenceTransformerEncoder
 from modeltriage.router import build_index
 
 from .conftest import REPO, SHIPPED_INTENTS
@@ -36,14 +35,12 @@ def expectation(comment: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def workdir(
-    tmp_path_factory: pytest.TempPathFactory, real_encoder: SentenceTransformerEncoder
-) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("readme")
     shutil.copytree(
         SHIPPED_INTENTS, root / "intents", ignore=shutil.ignore_patterns(".index", ".log*")
     )
-    build_index(root / "intents", real_encoder)
+    build_index(root / "intents")  # the default backend, as a reader's build would be
     return root
 
 

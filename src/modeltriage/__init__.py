@@ -15,6 +15,7 @@ from modeltriage.core.index import Manifest
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.onnx_encoder import OnnxEncoder
 from modeltriage.core.options import RouteOptions
+from modeltriage.core.query_cache import CacheStats
 from modeltriage.errors import (
     ConfigError,
     EvaluationError,
@@ -25,6 +26,7 @@ from modeltriage.errors import (
     LogStoreError,
     MissingDependencyError,
     ModelTriageError,
+    OverloadedError,
     StaleIndexError,
     UnknownDecisionError,
 )
@@ -42,6 +44,7 @@ except PackageNotFoundError:  # a source tree on sys.path without an install
 
 __all__ = [
     "Answer",
+    "CacheStats",
     "CascadePlan",
     "ConfigError",
     "Decision",
@@ -68,6 +71,7 @@ __all__ = [
     "ModelTriageError",
     "Neighbour",
     "OnnxEncoder",
+    "OverloadedError",
     "RouteOptions",
     "Router",
     "RouterConfig",

@@ -14,7 +14,8 @@ The tree::
     ├── UnknownDecisionError      a decision id that was never logged
     ├── InvalidEntryError (ValueError)
     │                             a log entry holds a value the log cannot store faithfully
-    └── EvaluationError           labelled data cannot be evaluated as asked
+    ├── EvaluationError           labelled data cannot be evaluated as asked
+    └── OverloadedError           the service's request queue is full: retry later
 """
 
 from __future__ import annotations
@@ -95,3 +96,11 @@ class InvalidEntryError(ModelTriageError, ValueError):
 
 class EvaluationError(ModelTriageError):
     """Labelled data cannot be evaluated as asked (no rows, nothing to tune on...)."""
+
+
+class OverloadedError(ModelTriageError):
+    """The service's micro-batch queue is full; ``retry_after_s`` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

@@ -28,8 +28,10 @@ from modeltriage.core.index import (
 )
 from modeltriage.core.inputs import check_batch_bytes, check_text
 from modeltriage.core.intents import IntentSet, load_intents
-from modeltriage.core.options import NO_OPTIONS, RouteOptions
+from modeltriage.core.options import NO_OPTIONS, Metadata, RouteOptions
 from modeltriage.core.policy import decide
+from modeltriage.core.query_cache import CacheStats, QueryCache
+from modeltriage.core.vector_cache import CachedExemplarEncoder
 from modeltriage.errors import IndexStateError, InputError
 from modeltriage.followup.answers import Answer, Escalation
 from modeltriage.followup.conversations import StickyConversations
@@ -63,9 +65,11 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     """Embed every exemplar under ``intents_dir`` and save the index beside the intents."""
     intent_set = load_intents(intents_dir)
     encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
+    # Exemplars embedded by the last build come from the vector cache beside the index.
+    cached = CachedExemplarEncoder(encoder, intent_set.index_path)
     loaded = build_in_memory(
         exemplar_rows(intent_set.intents),
-        encoder,
+        cached,
         FaissIndex,
         intent_set.config.scoring,
         intent_set.config.index,
@@ -116,7 +120,8 @@ def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool)
     except IndexStateError:
         if not build_if_needed:
             raise
-    index = build_in_memory(rows, encoder, FaissIndex, scoring, settings)
+    cached = CachedExemplarEncoder(encoder, intent_set.index_path)
+    index = build_in_memory(rows, cached, FaissIndex, scoring, settings)
     return replace(index, build=save_index(index, intent_set.index_path).name)
 
 
@@ -139,6 +144,8 @@ class Router:
         self._intent_set = intent_set
         self._intents = {intent.name: intent for intent in intent_set.intents}
         self._encoder = encoder
+        # Requests (not exemplars) go through the LRU of recent texts.
+        self._queries = QueryCache(encoder, intent_set.config.serving.query_cache_size)
         self._index = index
         self._records = DecisionRecords(logger)
         config = intent_set.config
@@ -205,6 +212,11 @@ class Router:
         return self._encoder
 
     @property
+    def query_cache(self) -> CacheStats:
+        """Size, capacity, hits and misses of the cache of recent request texts."""
+        return self._queries.stats()
+
+    @property
     def logger(self) -> DecisionLogger | None:
         """The decision log's writer (its counters and store), or None when off."""
         return self._records.logger
@@ -235,10 +247,14 @@ class Router:
         """Route a conversation by its last user turn, with the previous user turn before
         it when the last is shorter than ``conversation.short_turn_words``; otherwise like
         :meth:`route`."""
+        return self.route(self.messages_text(messages), options, log=log)
+
+    def messages_text(self, messages: Sequence[Message]) -> str:
+        """The text :meth:`route_messages` routes a conversation by."""
         text = conversation_text(messages, self.config.conversation.short_turn_words)
         if text is None:
             raise InputError("messages has no user turn with text")
-        return self.route(text, options, log=log)
+        return text
 
     def route_batch(
         self, texts: Sequence[str], options: RouteOptions = NO_OPTIONS, *, log: bool = True
@@ -246,30 +262,78 @@ class Router:
         """Route several texts with one encoder call; ``latency_ms`` is the batch's share.
         ``options`` apply to every text (see :meth:`route`), but a conversation is routed
         one turn at a time: a ``conversation_id`` is refused here."""
+        self.check_batch(texts, options)
+        return self._route(texts, options, log=log, min_tier=None)
+
+    def check_batch(self, texts: Sequence[str], options: RouteOptions = NO_OPTIONS) -> None:
+        """Raise the InputError :meth:`route_batch` would raise for these arguments."""
         if options.conversation_id is not None:
             raise InputError("conversation_id: route a conversation's turns one at a time")
-        return self._route(texts, options, log=log, min_tier=None)
+        self._constraints(options, None)
+        self._check_texts(texts)
+
+    def route_many(
+        self, requests: Sequence[tuple[str, RouteOptions]], *, log: bool = True
+    ) -> list[Decision | InputError]:
+        """Route independent requests, each with its own options, with one encoder call
+        and one index search (the service's micro-batches). Each request is decided as
+        :meth:`route` would decide it alone; one the router refuses gets its InputError
+        in its place, and the others are still routed."""
+        results: list[Decision | InputError | None] = []
+        valid: list[tuple[int, str, RouteOptions, Constraints, str | None]] = []
+        for position, (text, options) in enumerate(requests):
+            sticky = options.conversation_id if self.config.conversation.sticky else None
+            try:
+                self._check_texts([text])
+                min_tier = None if sticky is None else self._conversations.min_tier(sticky)
+                constraints = self._constraints(options, min_tier)
+            except InputError as exc:
+                results.append(exc)
+                continue
+            results.append(None)  # decided below, with the others in one call
+            valid.append((position, text, options, constraints, sticky))
+        decisions = self._decide(
+            [v[1] for v in valid], [v[2] for v in valid], [v[3] for v in valid], log=log
+        )
+        for (position, _, _, _, sticky), decision in zip(valid, decisions, strict=True):
+            results[position] = decision
+            if sticky is not None:
+                self._conversations.remember(sticky, decision.tier)
+        return [r for r in results if r is not None]
 
     def _route(
         self, texts: Sequence[str], options: RouteOptions, *, log: bool, min_tier: str | None
     ) -> list[Decision]:
         constraints = self._constraints(options, min_tier)
         self._check_texts(texts)
+        n = len(texts)
+        return self._decide(texts, [options] * n, [constraints] * n, log=log)
+
+    def _decide(
+        self,
+        texts: Sequence[str],
+        options: Sequence[RouteOptions],
+        constraints: Sequence[Constraints],
+        *,
+        log: bool,
+    ) -> list[Decision]:
+        """Checked texts, each with its options and constraints, to decisions: one
+        encoder call, one index search, the policy per text."""
         if not texts:
             return []
         started = time.perf_counter()
-        scoring = self.config.scoring
-        vectors = self._encoder.encode([scoring.view(t) for t in texts])
-        all_neighbours = self._index.neighbours(vectors, scoring.top_k)
+        config = self.config
+        vectors = self._queries.encode([config.scoring.view(t) for t in texts])
+        all_neighbours = self._index.neighbours(vectors, config.scoring.top_k)
         verdicts = [
             decide(
                 neighbours,
-                self.config,
+                config,
                 self._intents,
-                estimate_tokens(text, self.config.cost.chars_per_token),
-                constraints,
+                estimate_tokens(text, config.cost.chars_per_token),
+                constraint,
             )
-            for text, neighbours in zip(texts, all_neighbours, strict=True)
+            for text, neighbours, constraint in zip(texts, all_neighbours, constraints, strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000 / len(texts)
         decisions = [
@@ -278,17 +342,17 @@ class Router:
                 id=uuid.uuid4().hex,
                 index_version=self._index.manifest.version,
                 latency_ms=round(latency_ms, 3),
-                neighbours=neighbours if options.explain else [],
+                neighbours=neighbours if option.explain else [],
             )
-            for verdict, neighbours in zip(verdicts, all_neighbours, strict=True)
+            for verdict, neighbours, option in zip(verdicts, all_neighbours, options, strict=True)
         ]
         logger = self._records.logger
         if logger is not None and log:
-            metadata = options.metadata
-            if options.step is not None and (metadata is None or "step" not in metadata):
-                # The step is what explains a `step` decision in the log.
-                metadata = {**(metadata or {}), "step": options.step}
-            logger.log_all(list(zip(decisions, texts, strict=True)), metadata=metadata)
+            logged = [
+                (decision, text, _log_metadata(option))
+                for text, decision, option in zip(texts, decisions, options, strict=True)
+            ]
+            logger.log_all(logged)
         return decisions
 
     def _constraints(self, options: RouteOptions, min_tier: str | None) -> Constraints:
@@ -401,6 +465,15 @@ class Router:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _log_metadata(options: RouteOptions) -> Metadata | None:
+    """The metadata logged with a decision: the caller's, plus the step, which is what
+    explains a `step` decision in the log."""
+    metadata = options.metadata
+    if options.step is not None and (metadata is None or "step" not in metadata):
+        metadata = {**(metadata or {}), "step": options.step}
+    return metadata
 
 
 def route_all(

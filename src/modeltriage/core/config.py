@@ -219,10 +219,14 @@ EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
 class EncoderSettings(Strict):
     """Which weights embed requests and exemplars, and what runs them."""
 
+    # onnx, not onnx-int8: int8 misses the fidelity bar (cosine to torch >= 0.99 on every
+    # text) on one- and two-word texts; fp32 ONNX gives torch's vectors, ~3x faster, and
+    # serves without torch (docs/benchmarks.md).
     backend: EncoderBackend = Field(
-        default="torch",
-        description="onnx-int8 (MiniLM exported to ONNX and quantised, run by onnxruntime "
-        "without torch), onnx (the same, fp32) or torch (sentence-transformers)",
+        default="onnx",
+        description="onnx (MiniLM exported to ONNX, run by onnxruntime without torch), "
+        "onnx-int8 (the same, quantised to int8: faster, less faithful) or torch "
+        "(sentence-transformers, the reference)",
     )
     threads: int | None = Field(
         default=None,
@@ -235,6 +239,33 @@ class EncoderSettings(Strict):
         default=None,
         description="a fine-tuned model directory (`modeltriage finetune`), relative to the "
         "intents directory; null: the packaged all-MiniLM-L6-v2",
+    )
+
+
+class ServingSettings(Strict):
+    """How the service gathers concurrent requests into one encoder call, and how many
+    recent request texts it remembers. Measured in docs/benchmarks.md."""
+
+    batch_wait_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="how long the first request of a micro-batch waits for others, in ms",
+    )
+    max_batch: int = Field(
+        default=64, ge=1, le=4096, description="texts per micro-batch (encoder call)"
+    )
+    queue_size: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="texts waiting for a micro-batch; beyond it /route answers 503",
+    )
+    query_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        le=10_000_000,
+        description="recent request texts whose vectors are kept (LRU); 0 turns it off",
     )
 
 
@@ -327,6 +358,7 @@ class RouterConfig(Strict):
     escalation: EscalationSettings = EscalationSettings()
     lint: LintSettings = LintSettings()
     encoder: EncoderSettings = EncoderSettings()
+    serving: ServingSettings = ServingSettings()
     health: HealthSettings = HealthSettings()
     conversation: ConversationSettings = ConversationSettings()
     steps: dict[Name, Step] = Field(

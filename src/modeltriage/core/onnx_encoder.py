@@ -19,7 +19,7 @@ from modeltriage.core.encoders import (
     normalise,
     packaged_model_dir,
 )
-from modeltriage.core.onnx_export import FP32_NAME, INPUTS, INT8_NAME, ensure_export
+from modeltriage.core.onnx_export import FP32_NAME, INPUTS, INT8_NAME, export_in_child
 from modeltriage.errors import ConfigError, MissingDependencyError
 
 OnnxBackend = Literal["onnx", "onnx-int8"]
@@ -56,7 +56,8 @@ class OnnxEncoder:
     """The packaged all-MiniLM-L6-v2 (or a fine-tuned copy, ``model_path``) as ONNX.
 
     ``export=True`` exports the model first when the cache lacks it (needs torch, at
-    build time); otherwise a missing or damaged export is a ConfigError naming the file.
+    build time; in a child process, so this one never imports torch); otherwise a
+    missing or damaged export is a ConfigError naming the file.
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class OnnxEncoder:
         path = onnx_files.export_dir(weights) / name
         if export and onnx_files.problem(path) is not None:
             folder = onnx_files.writable_export_dir(weights)
-            path = ensure_export(model_dir, folder, int8=backend == "onnx-int8")
+            path = export_in_child(model_dir, folder, int8=backend == "onnx-int8")
         file_hash = onnx_files.checked_sha256(path)
         base = (
             SentenceTransformerEncoder.BASE_ID

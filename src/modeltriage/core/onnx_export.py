@@ -3,14 +3,17 @@ the ONNX backends that needs torch, run once per set of weights at build time.""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from modeltriage.core import onnx_files
-from modeltriage.errors import MissingDependencyError
+from modeltriage.errors import ConfigError, MissingDependencyError, ModelTriageError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "last_hidden_state"
@@ -97,3 +100,41 @@ def ensure_export(model_dir: Path, folder: Path, int8: bool) -> Path:
     if onnx_files.problem(quantised) is not None:
         quantise_int8(fp32, quantised)
     return quantised
+
+
+def export_in_child(model_dir: Path, folder: Path, int8: bool) -> Path:
+    """:func:`ensure_export` in a child process: exporting loads torch, and a process that
+    goes on to serve (``modeltriage serve`` building its index) must not keep torch and
+    its threads in memory. Errors come back as the ones :func:`ensure_export` raises."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", __name__, str(model_dir), str(folder), "1" if int8 else "0"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if done.returncode == 0:
+        return Path(done.stdout.strip().splitlines()[-1])
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise ConfigError(f"exporting the ONNX encoder failed: {tail[0][:300]}", folder) from None
+    if "missing" in answer:
+        raise MissingDependencyError(*answer["missing"])
+    raise ConfigError(f"exporting the ONNX encoder failed: {answer['error']}", folder)
+
+
+def _child(argv: list[str]) -> int:
+    model_dir, folder, int8 = Path(argv[0]), Path(argv[1]), argv[2] == "1"
+    try:
+        print(ensure_export(model_dir, folder, int8))
+    except MissingDependencyError as exc:
+        print(json.dumps({"missing": [exc.package, exc.extra]}))
+        return 3
+    except ModelTriageError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 4
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

@@ -22,7 +22,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from modeltriage import __version__
+from modeltriage.core.decision import Decision
 from modeltriage.core.encoders import Encoder
+from modeltriage.core.options import RouteOptions
 from modeltriage.errors import InputError, MissingDependencyError
 from modeltriage.reloader import ServingRouter
 from modeltriage.router import Router
@@ -34,6 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("fastapi", "serve") from None
 
 from modeltriage.http.auth import CORS_ENV, ApiKeys
+from modeltriage.http.batcher import MicroBatcher
 from modeltriage.http.body_guard import BodyGuard
 from modeltriage.http.error_responses import install_error_handlers
 from modeltriage.http.explore import install_explorer
@@ -59,6 +62,31 @@ ENCODER_FACTORY_ENV = "MODELTRIAGE_ENCODER_FACTORY"
 PEER_GRACE_S = 1.0
 # The explorer's samples: the shipped traffic sample, relative to where the service runs.
 DEFAULT_SAMPLES_DIR = Path("examples/traffic")
+
+
+@asynccontextmanager
+async def batching(app: FastAPI) -> AsyncIterator[None]:
+    """The app's micro-batcher for /route and /route/batch, for the app's lifetime."""
+    routed: Router = app.state.router
+    serving = routed.config.serving
+
+    def route_many(requests: Sequence[tuple[str, RouteOptions]]) -> list[Decision | InputError]:
+        # Read at every batch: after a reload, the next batch goes to the new router.
+        now: Router = app.state.router
+        return now.route_many(requests)
+
+    # The batch settings are the first router's: a changed `serving:` applies at restart.
+    app.state.batcher = MicroBatcher(
+        route_many,
+        wait_s=serving.batch_wait_ms / 1000,
+        max_batch=serving.max_batch,
+        queue_size=serving.queue_size,
+    )
+    app.state.batcher.start()
+    try:
+        yield
+    finally:
+        await app.state.batcher.close()
 
 
 def create_app(
@@ -105,7 +133,7 @@ def create_app(
             logger.peer_grace_s = PEER_GRACE_S
         app.state.samples = SampleCache(app.state.router, Path(samples_dir))
         try:
-            async with reload_triggers(app, watch=watch):
+            async with reload_triggers(app, watch=watch), batching(app):
                 yield
         finally:
             # Uvicorn ends the lifespan after the last request: flushing the decision

@@ -21,6 +21,7 @@ from modeltriage.errors import (
     InvalidEntryError,
     LogStoreError,
     ModelTriageError,
+    OverloadedError,
     UnknownDecisionError,
 )
 
@@ -69,7 +70,7 @@ def error_status(exc: ModelTriageError) -> int:
         return 404
     if isinstance(exc, InvalidEntryError):
         return 422
-    if isinstance(exc, LogStoreError):
+    if isinstance(exc, LogStoreError | OverloadedError):
         return 503
     return 500
 
@@ -95,7 +96,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # Library messages are bounded already; the cap only guards against one quoting
         # a caller's value at length.
         detail = safe_text(str(exc), 4 * MAX_MESSAGE_CHARS)
-        return JSONResponse({"detail": detail}, status_code=error_status(exc))
+        # An overloaded queue says when to come back, so clients back off instead of
+        # retrying at once.
+        headers = (
+            {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverloadedError) else None
+        )
+        return JSONResponse({"detail": detail}, status_code=error_status(exc), headers=headers)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(ModelTriageError, library_error)

@@ -17,9 +17,11 @@ from modeltriage import __version__
 from modeltriage.core.decision import Decision
 from modeltriage.errors import InputError, LogStoreError
 from modeltriage.http.auth import require_admin, require_route
+from modeltriage.http.batcher import MicroBatcher
 from modeltriage.http.metrics import CONTENT_TYPE, ServiceMetrics
 from modeltriage.http.reload import reload_health
 from modeltriage.http.schemas import (
+    BatchingHealth,
     BatchRouteRequest,
     BatchRouteResponse,
     ClearedModel,
@@ -32,6 +34,7 @@ from modeltriage.http.schemas import (
     LogHealth,
     NextModelRequest,
     NextModelResponse,
+    QueryCacheHealth,
     Readiness,
     RouteRequest,
     UnhealthyModel,
@@ -61,23 +64,36 @@ def _metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
+def batcher(request: Request) -> MicroBatcher:
+    """The micro-batcher the app's lifespan started."""
+    gathered: MicroBatcher = request.app.state.batcher
+    return gathered
+
+
 @routed.post("/route", response_model=Decision, summary="Decide which model answers a request")
-def route(body: RouteRequest, request: Request) -> Decision:
+async def route(body: RouteRequest, request: Request) -> Decision:
     if body.text is not None and body.messages is not None:
         raise InputError("give `text` or `messages`, not both")
+    text = body.text
     if body.messages is not None:
-        decision = current(request).route_messages(body.messages, body)
-    elif body.text is None:
+        text = current(request).messages_text(body.messages)
+    if text is None:
         raise InputError("text: Field required (or give `messages`)")
-    else:
-        decision = current(request).route(body.text, body)
-    _metrics(request).decided([decision])
-    return decision
+    # Routed with whatever other requests arrive meanwhile (see http/batcher.py).
+    (result,) = await batcher(request).route([(text, body)])
+    if isinstance(result, InputError):
+        raise result
+    _metrics(request).decided([result])
+    return result
 
 
 @routed.post("/route/batch", response_model=BatchRouteResponse, summary="Route several requests")
-def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
-    decisions = current(request).route_batch(body.texts, body)
+async def route_batch(body: BatchRouteRequest, request: Request) -> BatchRouteResponse:
+    current(request).check_batch(body.texts, body)
+    results = await batcher(request).route([(text, body) for text in body.texts])
+    decisions = [result for result in results if not isinstance(result, InputError)]
+    if len(decisions) < len(results):
+        raise next(result for result in results if isinstance(result, InputError))
     _metrics(request).decided(decisions)
     return BatchRouteResponse(decisions=decisions)
 
@@ -206,6 +222,8 @@ def healthz(request: Request) -> Health:
         failovers=served.failovers,
         unhealthy_models=list(served.unhealthy_models()),
         reload=reload_health(request.app),
+        query_cache=query_cache_health(served),
+        batching=batching_health(request),
     )
 
 
@@ -234,6 +252,23 @@ def readyz(request: Request) -> Response:
 @routed.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     return Response(_metrics(request).render(), media_type=CONTENT_TYPE)
+
+
+def query_cache_health(served: Router) -> QueryCacheHealth:
+    stats = served.query_cache
+    rate = stats.hit_rate
+    return QueryCacheHealth(
+        size=stats.size,
+        capacity=stats.capacity,
+        hits=stats.hits,
+        misses=stats.misses,
+        hit_rate=None if rate is None else round(rate, 4),
+    )
+
+
+def batching_health(request: Request) -> BatchingHealth:
+    gathered = batcher(request)
+    return BatchingHealth(batches=gathered.batches, routed=gathered.routed, queued=gathered.queued)
 
 
 api.include_router(routed)

@@ -184,6 +184,20 @@ class ReloadHealth(BaseModel):
     watch: bool
 
 
+class QueryCacheHealth(BaseModel):
+    size: int
+    capacity: int
+    hits: int
+    misses: int
+    hit_rate: float | None = Field(description="hits over lookups; null before the first")
+
+
+class BatchingHealth(BaseModel):
+    batches: int = Field(description="encoder calls made for /route and /route/batch")
+    routed: int = Field(description="texts routed in them")
+    queued: int = Field(description="texts waiting now")
+
+
 class Health(BaseModel):
     status: str
     version: str
@@ -196,3 +210,5 @@ class Health(BaseModel):
     failovers: int = Field(description="POST /next-model (failover) requests since start")
     unhealthy_models: list[str]
     reload: ReloadHealth | None = None
+    query_cache: QueryCacheHealth | None = None
+    batching: BatchingHealth | None = None

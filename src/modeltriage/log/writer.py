@@ -202,16 +202,15 @@ class DecisionLogger:
     def log(self, decision: Decision, text: str, *, metadata: Metadata | None = None) -> bool:
         """Build the entry for ``decision`` (honouring ``store_text``) and submit it; with
         ``durability="ack"``, wait until it is committed (see :meth:`log_all`)."""
-        return self.log_all([(decision, text)], metadata=metadata)
+        return self.log_all([(decision, text, metadata)])
 
-    def log_all(
-        self, logged: Sequence[tuple[Decision, str]], *, metadata: Metadata | None = None
-    ) -> bool:
-        """Submit one entry per ``(decision, text)``; False when one was dropped. With
-        ``durability="ack"``, return once all are committed, or raise LogStoreError."""
+    def log_all(self, logged: Sequence[tuple[Decision, str, Metadata | None]]) -> bool:
+        """Submit one entry per ``(decision, text, metadata)``; False when one was dropped.
+        With ``durability="ack"``, return once all are committed (one shared wait), or
+        raise LogStoreError."""
         entries = [
             LogEntry.from_decision(decision, text, store_text=self.store_text, metadata=metadata)
-            for decision, text in logged
+            for decision, text, metadata in logged
         ]
         accepted = all([self.submit(entry) for entry in entries])
         if self.durability == "async":
