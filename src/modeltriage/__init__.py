@@ -16,6 +16,7 @@ from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.onnx_encoder import OnnxEncoder
 from modeltriage.core.options import RouteOptions
 from modeltriage.errors import (
+    AdapterError,
     ConfigError,
     EvaluationError,
     IndexMissingError,
@@ -41,6 +42,7 @@ except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 
 __all__ = [
+    "AdapterError",
     "Answer",
     "CascadePlan",
     "ConfigError",

@@ -8,6 +8,7 @@ The tree::
     ├── IndexStateError           the on-disk index cannot be used
     │   ├── IndexMissingError     no index built for these intents yet
     │   └── StaleIndexError       built from other exemplars or another encoder
+    ├── AdapterError              the embedding adapter cannot be trained (no index is written)
     ├── MissingDependencyError    an optional extra is not installed
     ├── InputError (ValueError)   the request text is unusable (empty, too long)
     ├── LogStoreError             the decision log cannot be opened, migrated, read or written
@@ -95,3 +96,8 @@ class InvalidEntryError(ModelTriageError, ValueError):
 
 class EvaluationError(ModelTriageError):
     """Labelled data cannot be evaluated as asked (no rows, nothing to tune on...)."""
+
+
+class AdapterError(ModelTriageError):
+    """The embedding adapter could not be trained (too few intents, diverged, did not
+    converge): the build stops and no index is written without it."""

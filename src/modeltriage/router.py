@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from modeltriage.core.adapter import explain_adapter
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.constraints import Constraints
 from modeltriage.core.conversation import conversation_text
@@ -62,8 +63,9 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     """Embed every exemplar under ``intents_dir`` and save the index beside the intents."""
     intent_set = load_intents(intents_dir)
     encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
+    config = intent_set.config
     loaded = build_in_memory(
-        exemplar_rows(intent_set.intents), encoder, FaissIndex, intent_set.config.scoring
+        exemplar_rows(intent_set.intents), encoder, FaissIndex, config.scoring, config.adapter
     )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
@@ -143,12 +145,18 @@ class Router:
         rows = exemplar_rows(intent_set.intents)
         try:
             index = load_index(
-                intent_set.index_path, rows, encoder, Path(intents_dir), intent_set.config.scoring
+                intent_set.index_path,
+                rows,
+                encoder,
+                Path(intents_dir),
+                intent_set.config.scoring,
+                intent_set.config.adapter,
             )
         except IndexStateError:
             if not build_if_needed:
                 raise
-            index = build_in_memory(rows, encoder, FaissIndex, intent_set.config.scoring)
+            config = intent_set.config
+            index = build_in_memory(rows, encoder, FaissIndex, config.scoring, config.adapter)
             save_index(index, intent_set.index_path)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
@@ -166,7 +174,8 @@ class Router:
         Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
-        index = build_in_memory(rows, encoder, factory, intent_set.config.scoring)
+        config = intent_set.config
+        index = build_in_memory(rows, encoder, factory, config.scoring, config.adapter)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     # --- what the router is made of --------------------------------------------------
@@ -255,6 +264,16 @@ class Router:
             for text, neighbours in zip(texts, all_neighbours, strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000 / len(texts)
+        if options.explain and self._index.adapter is not None:
+            raw = self._index.raw_nearest_intents(vectors)
+            verdicts = [
+                verdict.model_copy(
+                    update={"explanation": explain_adapter(verdict.explanation, n, r)}
+                )
+                for verdict, n, r in zip(
+                    verdicts, all_neighbours, raw or [None] * len(texts), strict=True
+                )
+            ]
         decisions = [
             Decision(
                 **verdict.model_dump(),

@@ -5,6 +5,7 @@ Layout of an index directory::
     CURRENT                    name of the live build (replaced atomically)
     builds/<build>/index.faiss vectors (FAISS inner-product index over unit vectors)
     builds/<build>/rows.json   intent and text of each vector, in index order
+    builds/<build>/adapter.npy the learned map of the embedding space (adapter on)
     builds/<build>/manifest.json
 
 A rebuild writes a new build directory and only then swaps ``CURRENT``, so a crash
@@ -14,6 +15,7 @@ at any point leaves the previous index loadable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from modeltriage.core.config import Difficulty, Scoring
+from modeltriage.core.adapter import Adapter, TrainSettings, normalise_rows, train_adapter
+from modeltriage.core.config import AdapterSettings, Difficulty, Scoring
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.intents import Intent
@@ -75,6 +78,13 @@ class Manifest(BaseModel):
     built_at: str
     index_type: str
     text_view: str = "head"
+    # The adapter's settings key (AdapterSettings.key, "off" without one), the digest of
+    # adapter.npy, and what cross-validation chose.
+    adapter: str = "off"
+    adapter_digest: str | None = None
+    adapter_weight_decay: float | None = None
+    adapter_cv_accuracy: float | None = None
+    adapter_cv_identity_accuracy: float | None = None
 
     @property
     def version(self) -> str:
@@ -132,6 +142,10 @@ class FaissIndex:
     def save(self, path: Path) -> None:
         _faiss().write_index(self._index, str(path))
 
+    def vectors(self) -> Vectors:
+        """The stored vectors, in index order (explanations only: a copy)."""
+        return np.asarray(self._index.reconstruct_n(0, self.size), dtype=np.float32)
+
 
 class NumpyIndex:
     """Brute-force numpy index: the deterministic stand-in for FAISS in unit tests."""
@@ -157,16 +171,41 @@ class NumpyIndex:
     def save(self, path: Path) -> None:
         np.save(path, self._vectors)
 
+    def vectors(self) -> Vectors:
+        return self._vectors
+
 
 @dataclass(frozen=True)
 class LoadedIndex:
     index: VectorIndex
     rows: list[ExemplarRow]
     manifest: Manifest
+    adapter: Adapter | None = None
 
     def neighbours(self, queries: Vectors, k: int) -> list[list[Neighbour]]:
-        """The ``k`` nearest exemplars of each query, nearest first."""
+        """The ``k`` nearest exemplars of each query (through the adapter, when the
+        index has one), nearest first."""
+        if self.adapter is not None:
+            queries = self.adapter.apply(queries)
         return neighbours_of(self.rows, *self.index.search(queries, k))
+
+    def raw_nearest_intents(self, queries: Vectors) -> list[str] | None:
+        """The intent of each query's nearest exemplar by raw encoder cosine, without
+        the adapter: what explanations compare with. None without an adapter, or when
+        the index cannot give its vectors back. The raw exemplars are the indexed ones
+        mapped back through the inverse (the adapter is invertible by construction)."""
+        raw = self._raw_exemplars
+        if raw is None:
+            return None
+        best = (np.asarray(queries, dtype=np.float32) @ raw.T).argmax(axis=1)
+        return [self.rows[int(i)].intent for i in best]
+
+    @functools.cached_property
+    def _raw_exemplars(self) -> Vectors | None:
+        stored = getattr(self.index, "vectors", None)
+        if self.adapter is None or stored is None:
+            return None
+        return normalise_rows(stored() @ np.linalg.inv(self.adapter.matrix))
 
 
 def neighbours_of(
@@ -198,14 +237,22 @@ def build_in_memory(
     encoder: Encoder,
     index_factory: type[FaissIndex] | type[NumpyIndex],
     scoring: Scoring | None = None,
+    adapter_settings: AdapterSettings | None = None,
 ) -> LoadedIndex:
+    """Embed ``rows``; with ``adapter_settings`` enabled (off when None), train the
+    adapter on the vectors and index them through it."""
     scoring = Scoring() if scoring is None else scoring
+    settings = AdapterSettings(enabled=False) if adapter_settings is None else adapter_settings
     vectors = encoder.encode([scoring.view(r.text) for r in rows])
     if vectors.shape != (len(rows), encoder.dim):
         raise ValueError(
             f"encoder {encoder.model_id} returned shape {vectors.shape}, "
             f"expected ({len(rows)}, {encoder.dim})"
         )
+    adapter = None
+    if settings.enabled:
+        adapter = train_adapter(vectors, [r.intent for r in rows], train_settings(settings))
+        vectors = adapter.apply(vectors)
     index = index_factory.from_vectors(vectors)
     manifest = Manifest(
         format=FORMAT_VERSION,
@@ -217,8 +264,35 @@ def build_in_memory(
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         index_type="faiss.IndexFlatIP" if index_factory is FaissIndex else "numpy",
         text_view=scoring.view_key,
+        **_adapter_fields(settings, adapter),
     )
-    return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+    return LoadedIndex(index=index, rows=list(rows), manifest=manifest, adapter=adapter)
+
+
+def train_settings(settings: AdapterSettings) -> TrainSettings:
+    return TrainSettings(
+        weight_decays=settings.weight_decays,
+        weight_decay=settings.weight_decays[0],
+        epochs=settings.epochs,
+        min_steps=settings.min_steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        folds=settings.folds,
+        seed=settings.seed,
+        cv_max_exemplars=settings.cv_max_exemplars,
+    )
+
+
+def _adapter_fields(settings: AdapterSettings, adapter: Adapter | None) -> dict[str, Any]:
+    if adapter is None:
+        return {"adapter": "off"}
+    return {
+        "adapter": settings.key,
+        "adapter_digest": adapter.digest,
+        "adapter_weight_decay": adapter.weight_decay,
+        "adapter_cv_accuracy": adapter.cv_accuracy,
+        "adapter_cv_identity_accuracy": adapter.cv_identity_accuracy,
+    }
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -239,6 +313,13 @@ def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
     try:
         loaded.index.save(build / "index.faiss")
         _write_json(build / "rows.json", [[r.intent, r.text] for r in loaded.rows])
+        if loaded.adapter is not None:
+            with (build / "adapter.npy").open("wb") as fh:
+                np.save(fh, loaded.adapter.matrix)
+                fh.flush()
+                os.fsync(fh.fileno())
+        elif loaded.manifest.adapter != "off":
+            raise ValueError("the manifest records an adapter, but the index has none")
         # The manifest is written last: a build without one is never made current.
         _write_json(build / "manifest.json", loaded.manifest.model_dump())
         pointer = index_dir / f".CURRENT.{os.getpid()}.tmp"
@@ -279,29 +360,64 @@ def load_index(
     encoder: Encoder,
     intents_dir: Path | None = None,
     scoring: Scoring | None = None,
+    adapter_settings: AdapterSettings | None = None,
 ) -> LoadedIndex:
-    """Load the current build, refusing one that does not match ``rows`` and ``encoder``."""
+    """Load the current build, refusing one that does not match ``rows``, ``encoder`` and
+    the adapter settings (off when None), or whose adapter.npy is not the one recorded."""
     view_key = (Scoring() if scoring is None else scoring).view_key
+    adapter_key = "off" if adapter_settings is None else adapter_settings.key
     hint = _rebuild_hint(intents_dir)
     try:
         build, manifest = read_manifest(index_dir)
     except IndexMissingError as exc:
         raise IndexMissingError(f"{exc}; {hint}") from None
-    problem = manifest_problem(manifest, rows, view_key, encoder)
+    problem = manifest_problem(manifest, rows, view_key, encoder, adapter_key)
     if problem is not None:
         raise StaleIndexError(f"index in {index_dir} {problem}; {hint}")
+    adapter = _read_adapter(build, manifest)
+    if adapter is not None and manifest.adapter_digest != adapter.digest:
+        raise StaleIndexError(
+            f"index in {build} has an adapter.npy that is not the one its manifest records; "
+            f"{hint}"
+        )
     index = FaissIndex.read(build / "index.faiss")
     if index.size != len(rows):
         raise StaleIndexError(f"index in {build} holds {index.size} vectors, expected {len(rows)}")
-    return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+    return LoadedIndex(index=index, rows=list(rows), manifest=manifest, adapter=adapter)
+
+
+def _read_adapter(build: Path, manifest: Manifest) -> Adapter | None:
+    if manifest.adapter == "off":
+        return None
+    try:
+        matrix = np.load(build / "adapter.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise StaleIndexError(f"index in {build} lacks a readable adapter.npy: {exc}") from None
+    if matrix.shape != (manifest.dim, manifest.dim):
+        raise StaleIndexError(
+            f"index in {build} has an adapter of shape {matrix.shape}, expected "
+            f"({manifest.dim}, {manifest.dim})"
+        )
+    return Adapter(
+        matrix=np.ascontiguousarray(matrix, dtype=np.float32),
+        weight_decay=manifest.adapter_weight_decay or 0.0,
+        cv_accuracy=manifest.adapter_cv_accuracy,
+        cv_identity_accuracy=manifest.adapter_cv_identity_accuracy,
+        final_loss=float("nan"),
+    )
 
 
 def manifest_problem(
-    manifest: Manifest, rows: Sequence[ExemplarRow], view_key: str, encoder: Encoder | None = None
+    manifest: Manifest,
+    rows: Sequence[ExemplarRow],
+    view_key: str,
+    encoder: Encoder | None = None,
+    adapter_key: str = "off",
 ) -> str | None:
     """Why an index with ``manifest`` cannot serve ``rows`` (embedded with ``encoder``, when
-    given, through the ``view_key`` view of long texts), or None when it can. The one
-    staleness rule: loading, ``check`` and :func:`index_is_current` all ask it."""
+    given, through the ``view_key`` view of long texts, and mapped by an adapter trained
+    with the settings ``adapter_key``), or None when it can. The one staleness rule:
+    loading, ``check`` and :func:`index_is_current` all ask it."""
     if manifest.format != FORMAT_VERSION:
         return f"has format {manifest.format}, expected {FORMAT_VERSION}"
     if encoder is not None and (
@@ -316,6 +432,11 @@ def manifest_problem(
             f"embeds the {manifest.text_view!r} part of long texts, but scoring.long_text "
             f"asks for {view_key!r}"
         )
+    if manifest.adapter != adapter_key:
+        return (
+            f"was built with adapter {manifest.adapter!r}, but router.yaml's adapter "
+            f"settings ask for {adapter_key!r}"
+        )
     if manifest.content_hash != content_hash(rows):
         return (
             f"is stale: built from {manifest.exemplars} exemplars of {manifest.intents} "
@@ -326,9 +447,14 @@ def manifest_problem(
 
 
 def index_is_current(
-    index_dir: Path, rows: Sequence[ExemplarRow], encoder_id: str, view_key: str = "head"
+    index_dir: Path,
+    rows: Sequence[ExemplarRow],
+    encoder_id: str,
+    view_key: str = "head",
+    adapter_key: str = "off",
 ) -> bool:
     with contextlib.suppress(IndexMissingError, StaleIndexError):
         _, manifest = read_manifest(index_dir)
-        return manifest.encoder == encoder_id and manifest_problem(manifest, rows, view_key) is None
+        problem = manifest_problem(manifest, rows, view_key, adapter_key=adapter_key)
+        return manifest.encoder == encoder_id and problem is None
     return False
