@@ -469,7 +469,14 @@ def test_handler_prints_a_table_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report.json"
-    args = _files("--json", str(out), "--per-intent", "5", "--top-k", "10")
+    # Raw cosines: the fake encoder's confusions this test prints need the adapter off.
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    shipped = (SHIPPED_INTENTS / "router.yaml").read_text(encoding="utf-8")
+    (config_dir / "router.yaml").write_text(shipped + "\nadapter: {enabled: false}\n")
+    args = _files(
+        "--json", str(out), "--per-intent", "5", "--top-k", "10", "--intents", str(config_dir)
+    )
     assert run_eval_intents(args, HashingEncoder()) == 0
     printed = capsys.readouterr()
     assert "| router (vote, top_k 10)" in printed.out and "top-1 nearest neighbour" in printed.out

@@ -182,7 +182,8 @@ def checked_fit(x: Matrix, labels: NDArray[np.int64], settings: TrainSettings) -
         raise AdapterError(
             f"adapter training diverged (loss {fit.final_loss}); lower adapter.learning_rate"
         )
-    if fit.final_loss > fit.initial_loss + 1e-9:
+    # Some slack: intents sharing exemplars hold the loss at a floor it can wobble on.
+    if fit.final_loss > fit.initial_loss * 1.05 + 0.01:
         raise AdapterError(
             f"adapter training did not converge: loss rose from {fit.initial_loss:.4f} to "
             f"{fit.final_loss:.4f}; lower adapter.learning_rate or adapter.epochs"
