@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import time
@@ -226,7 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in seeds
         ],
         "near miss (all train, a quarter of intents unseen)": [
-            (intents_from_labelled(near_train), intents_from_labelled(near_kept), near_held, near_val)
+            (
+                intents_from_labelled(near_train),
+                intents_from_labelled(near_kept),
+                near_held,
+                near_val,
+            )
         ],
     }
     for set_name, runs in sets.items():

@@ -27,9 +27,7 @@ from modeltriage.learn.checks import check_index
 from modeltriage.router import build_index
 from tests.conftest import ROUTER_YAML, TINY_INTENTS, write_intents
 
-ADAPTER_ON = ROUTER_YAML.replace(
-    "adapter: {enabled: false}", "adapter: {enabled: true, folds: 2}"
-)
+ADAPTER_ON = ROUTER_YAML.replace("adapter: {enabled: false}", "adapter: {enabled: true, folds: 2}")
 
 
 def _blobs(
@@ -182,7 +180,7 @@ def test_a_changed_adapter_setting_or_file_is_refused_like_a_stale_index(tmp_pat
     with pytest.raises(StaleIndexError, match="not the one its manifest records"):
         load_index(intents_dir / ".index", rows, encoder, None, settings.scoring, settings.adapter)
     (build / "adapter.npy").unlink()
-    with pytest.raises(StaleIndexError, match="lacks a readable adapter.npy"):
+    with pytest.raises(StaleIndexError, match=r"lacks a readable adapter\.npy"):
         load_index(intents_dir / ".index", rows, encoder, None, settings.scoring, settings.adapter)
 
 
@@ -220,7 +218,9 @@ def test_adapter_config_errors_name_file_and_line(
     make_intents: Callable[..., Path], snippet: str, message: str
 ) -> None:
     yaml = ROUTER_YAML.replace("adapter: {enabled: false}", snippet)
-    line = yaml.splitlines().index(next(x for x in yaml.splitlines() if x.startswith("adapter"))) + 1
+    line = (
+        yaml.splitlines().index(next(x for x in yaml.splitlines() if x.startswith("adapter"))) + 1
+    )
     intents_dir = make_intents(TINY_INTENTS, router_yaml=yaml)
     with pytest.raises(ConfigError) as info:
         load_intents(intents_dir)
@@ -251,6 +251,8 @@ def test_real_encoder_through_faiss(tmp_path: Path) -> None:
     rows = exemplar_rows(router.intent_set.intents)
     loaded = build_in_memory(rows, encoder, FaissIndex, None, router.config.adapter)
     assert loaded.manifest.adapter_digest == router.manifest.adapter_digest
-    decision = router.route("my python code raises a KeyError", __import__("modeltriage").RouteOptions(explain=True))
+    decision = router.route(
+        "my python code raises a KeyError", __import__("modeltriage").RouteOptions(explain=True)
+    )
     assert decision.intent == "code"
     assert "adapter" in decision.explanation

@@ -676,7 +676,9 @@ def test_labels_that_are_not_intent_names_are_renamed_and_reported(
     train = _write(tmp_path / "train.jsonl", rows)
     test = _write(tmp_path / "test.jsonl", [*rows, ROW_OOS])
     out = tmp_path / "r.json"
-    assert run_eval_intents(_files("--json", str(out), train=train, test=test), HashingEncoder()) == 0
+    assert (
+        run_eval_intents(_files("--json", str(out), train=train, test=test), HashingEncoder()) == 0
+    )
     assert (
         "labels renamed to intent names: 'reverted_card_payment?' as "
         "reverted_card_payment, 'top up' as top_up-2" in capsys.readouterr().out
@@ -695,7 +697,12 @@ def test_labels_that_are_not_intent_names_are_renamed_and_reported(
 
 @pytest.mark.parametrize(
     ("label", "name"),
-    [("reverted_card_payment?", "reverted_card_payment"), ("a b", "a_b"), ("_x", "x"), ("???", "intent")],
+    [
+        ("reverted_card_payment?", "reverted_card_payment"),
+        ("a b", "a_b"),
+        ("_x", "x"),
+        ("???", "intent"),
+    ],
 )
 def test_intent_name_for_a_label(label: str, name: str) -> None:
     assert intent_name_for(label) == name and is_intent_name(name)

@@ -265,14 +265,13 @@ class Router:
         ]
         latency_ms = (time.perf_counter() - started) * 1000 / len(texts)
         if options.explain and self._index.adapter is not None:
-            raw = self._index.raw_nearest_intents(vectors)
+            found = self._index.raw_nearest_intents(vectors)
+            raw: list[str | None] = [None] * len(texts) if found is None else list(found)
             verdicts = [
                 verdict.model_copy(
                     update={"explanation": explain_adapter(verdict.explanation, n, r)}
                 )
-                for verdict, n, r in zip(
-                    verdicts, all_neighbours, raw or [None] * len(texts), strict=True
-                )
+                for verdict, n, r in zip(verdicts, all_neighbours, raw, strict=True)
             ]
         decisions = [
             Decision(

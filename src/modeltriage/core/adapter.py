@@ -7,12 +7,14 @@ a matrix ``W`` (d x d, initialised at the identity) and one proxy per intent are
 with Adam over mini-batches to classify each normalised exemplar ``x`` by the cosine of
 ``norm(x W)`` to the proxies (softmax at temperature 0.05, the vote's), with weight decay
 pulling ``W`` back to the identity so that 10 exemplars an intent, or 2 intents, cannot
-run away with it; the decay is chosen by k-fold cross-validation over the exemplars. Only ``W`` is kept: exemplars and queries both go through ``norm(x W)`` before the
-index, and everything downstream (neighbours, vote, difficulty, explanations) is unchanged.
+run away with it; the decay is chosen by k-fold cross-validation over the exemplars.
+Only ``W`` is kept: exemplars and queries both go through ``norm(x W)`` before the
+index, and everything downstream (neighbours, vote, difficulty, explanations) is
+unchanged.
 
 Pure numpy, deterministic in its inputs and the seed (which picks the folds and the
-mini-batches): a torch-free build (the ONNX backends) trains it too, and
-serving is one matrix multiply.
+mini-batches): a torch-free build (the ONNX backends) trains it too, and serving is one
+matrix multiply.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ Matrix = NDArray[np.float32]
 # the scale the router reads them on.
 SCALE = 20.0
 _ADAM = (0.9, 0.999, 1e-8)
+_CONVERGED = 1e-3  # a mini-batch loss this small: stop
 
 
 def normalise_rows(vectors: NDArray[np.floating]) -> Matrix:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: Matrix = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,11 @@ def fit_matrix(x: Matrix, labels: NDArray[np.int64], settings: TrainSettings) ->
             )
             if not np.isfinite(loss):
                 return _Fit(params[0], initial, loss)
+            if loss < _CONVERGED:
+                # Nothing left to learn: Adam's normalised steps on vanishing gradients
+                # would only make the map drift (a handful of exemplars gets here).
+                step = total
+                break
             for param, grad, (m, v) in zip(params, grads, moments, strict=True):
                 m *= beta1
                 m += (1 - beta1) * grad

@@ -377,8 +377,7 @@ def load_index(
     adapter = _read_adapter(build, manifest)
     if adapter is not None and manifest.adapter_digest != adapter.digest:
         raise StaleIndexError(
-            f"index in {build} has an adapter.npy that is not the one its manifest records; "
-            f"{hint}"
+            f"index in {build} has an adapter.npy that is not the one its manifest records; {hint}"
         )
     index = FaissIndex.read(build / "index.faiss")
     if index.size != len(rows):
