@@ -152,7 +152,7 @@ def test_build_records_the_adapter_and_load_applies_it(tmp_path: Path) -> None:
     manifest = build_index(intents_dir, encoder)
     build, _ = read_manifest(intents_dir / ".index")
     matrix = np.load(build / "adapter.npy")
-    assert manifest.adapter == AdapterSettings(folds=2).key
+    assert manifest.adapter == AdapterSettings(enabled=True, folds=2).key
     assert manifest.adapter_digest == A.matrix_digest(matrix)
     router = Router.load(intents_dir, encoder=encoder, log=False)
     in_memory = Router.in_memory(load_intents(intents_dir), encoder)
