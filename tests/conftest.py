@@ -31,6 +31,7 @@ thresholds:
   margin: 0.02
   min_similarity: 0.2
 scoring: {top_k: 10, aggregation: max}  # margins above are cosine gaps
+adapter: {enabled: false}  # raw cosines: the similarities tests assert; test_adapter turns it on
 """
 
 TORCH_BACKEND = "encoder: {backend: torch}\n"

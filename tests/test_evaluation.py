@@ -23,7 +23,12 @@ from modeltriage.core.costs import flagship_cost_usd
 from modeltriage.core.decision import Verdict
 from modeltriage.core.encoders import Vectors
 from modeltriage.errors import ConfigError, EvaluationError, InputError, ModelTriageError
-from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled, read_intents_jsonl
+from modeltriage.learn.datasets import (
+    LabelledText,
+    intent_name_for,
+    intent_set_from_labelled,
+    read_intents_jsonl,
+)
 from modeltriage.learn.embedding_cache import CachingEncoder, progress_bar
 from modeltriage.learn.eval_intents import (
     IntentEvalRun,
@@ -464,7 +469,14 @@ def test_handler_prints_a_table_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "report.json"
-    args = _files("--json", str(out), "--per-intent", "5", "--top-k", "10")
+    # Raw cosines: the fake encoder's confusions this test prints need the adapter off.
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    shipped = (SHIPPED_INTENTS / "router.yaml").read_text(encoding="utf-8")
+    (config_dir / "router.yaml").write_text(shipped + "\nadapter: {enabled: false}\n")
+    args = _files(
+        "--json", str(out), "--per-intent", "5", "--top-k", "10", "--intents", str(config_dir)
+    )
     assert run_eval_intents(args, HashingEncoder()) == 0
     printed = capsys.readouterr()
     assert "| router (vote, top_k 10)" in printed.out and "top-1 nearest neighbour" in printed.out
@@ -497,12 +509,6 @@ ROW_OOS = '{"text": "what is love", "intent": null}'
     ("train_lines", "test_lines", "extra", "message"),
     [
         ([ROW_A, "", "{not json"], [ROW_A], (), "train.jsonl:3: invalid JSON"),
-        (
-            [ROW_A, "", '{"text": "x", "intent": "has space"}'],
-            [ROW_A],
-            (),
-            "train.jsonl:3: intent 'has space' is not a valid intent name",
-        ),
         ([ROW_OOS], [ROW_A], (), "train.jsonl: no in-scope rows"),
         (
             [ROW_A],
@@ -625,8 +631,7 @@ def test_is_intent_name_follows_the_schema(name: str, valid: bool) -> None:
 def test_check_training_and_test_name_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.jsonl", [ROW_A, "", ROW_OOS, '{"text": "z", "intent": "b c"}'])
     rows = read_intents_jsonl(path)
-    with pytest.raises(ConfigError, match=r"t\.jsonl:4: intent 'b c' is not a valid"):
-        check_training(path, rows, tune=False)
+    check_training(path, rows, tune=False)  # 'b c' is renamed later, not refused
     check_training(path, rows[:2], tune=True)
     with pytest.raises(ConfigError, match="needs out-of-scope rows"):
         check_training(path, rows[:1], tune=True)
@@ -656,6 +661,51 @@ def test_run_intent_eval_writes_the_report(tmp_path: Path) -> None:
     written = json.loads(out.read_text(encoding="utf-8"))
     assert written["test_file"] == str(TEST) and written["exemplars"] == report.exemplars
     assert written["floor_source"] == "config"
+
+
+def test_labels_that_are_not_intent_names_are_renamed_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        '{"text": "my card payment was reverted", "intent": "reverted_card_payment?"}',
+        '{"text": "a payment came back to my card", "intent": "reverted_card_payment?"}',
+        '{"text": "top up with a card", "intent": "top up"}',
+        '{"text": "add money by card", "intent": "top up"}',
+        '{"text": "add money by bank", "intent": "top_up"}',
+    ]
+    train = _write(tmp_path / "train.jsonl", rows)
+    test = _write(tmp_path / "test.jsonl", [*rows, ROW_OOS])
+    out = tmp_path / "r.json"
+    assert (
+        run_eval_intents(_files("--json", str(out), train=train, test=test), HashingEncoder()) == 0
+    )
+    assert (
+        "labels renamed to intent names: 'reverted_card_payment?' as "
+        "reverted_card_payment, 'top up' as top_up-2" in capsys.readouterr().out
+    )
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["renamed_labels"] == {
+        "reverted_card_payment": "reverted_card_payment?",
+        "top_up-2": "top up",
+    }
+    assert {i["intent"] for i in report["router"]["scores"]["per_intent"]} == {
+        "reverted_card_payment",
+        "top_up",
+        "top_up-2",
+    }
+
+
+@pytest.mark.parametrize(
+    ("label", "name"),
+    [
+        ("reverted_card_payment?", "reverted_card_payment"),
+        ("a b", "a_b"),
+        ("_x", "x"),
+        ("???", "intent"),
+    ],
+)
+def test_intent_name_for_a_label(label: str, name: str) -> None:
+    assert intent_name_for(label) == name and is_intent_name(name)
 
 
 def test_run_intent_eval_reports_an_unwritable_json(tmp_path: Path) -> None:

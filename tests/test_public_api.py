@@ -13,6 +13,7 @@ import modeltriage.router
 def test_all_is_the_public_api() -> None:
     assert sorted(modeltriage.__all__) == sorted(
         [
+            "AdapterError",
             "Answer",
             "CacheStats",
             "CascadePlan",

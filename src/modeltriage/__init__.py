@@ -17,6 +17,7 @@ from modeltriage.core.onnx_encoder import OnnxEncoder
 from modeltriage.core.options import RouteOptions
 from modeltriage.core.query_cache import CacheStats
 from modeltriage.errors import (
+    AdapterError,
     ConfigError,
     EvaluationError,
     IndexMissingError,
@@ -43,6 +44,7 @@ except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 
 __all__ = [
+    "AdapterError",
     "Answer",
     "CacheStats",
     "CascadePlan",

@@ -8,6 +8,7 @@ The tree::
     ├── IndexStateError           the on-disk index cannot be used
     │   ├── IndexMissingError     no index built for these intents yet
     │   └── StaleIndexError       built from other exemplars or another encoder
+    ├── AdapterError              the embedding adapter cannot be trained (no index is written)
     ├── MissingDependencyError    an optional extra is not installed
     ├── InputError (ValueError)   the request text is unusable (empty, too long)
     ├── LogStoreError             the decision log cannot be opened, migrated, read or written
@@ -104,3 +105,8 @@ class OverloadedError(ModelTriageError):
     def __init__(self, message: str, retry_after_s: int = 1):
         self.retry_after_s = retry_after_s
         super().__init__(message)
+
+
+class AdapterError(ModelTriageError):
+    """The embedding adapter could not be trained (too few intents, diverged, did not
+    converge): the build stops and no index is written without it."""

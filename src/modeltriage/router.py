@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
+from modeltriage.core.adapter import explain_adapter
 from modeltriage.core.config import RouterConfig
 from modeltriage.core.constraints import Constraints
 from modeltriage.core.conversation import conversation_text
@@ -73,6 +74,7 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
         FaissIndex,
         intent_set.config.scoring,
         intent_set.config.index,
+        intent_set.config.adapter,
     )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
@@ -115,13 +117,14 @@ def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool)
     base = Path(".") if intent_set.source is None else intent_set.source
     scoring = intent_set.config.scoring
     settings = intent_set.config.index
+    adapter = intent_set.config.adapter
     try:
-        return load_index(intent_set.index_path, rows, encoder, base, scoring, settings)
+        return load_index(intent_set.index_path, rows, encoder, base, scoring, settings, adapter)
     except IndexStateError:
         if not build_if_needed:
             raise
     cached = CachedExemplarEncoder(encoder, intent_set.index_path)
-    index = build_in_memory(rows, cached, FaissIndex, scoring, settings)
+    index = build_in_memory(rows, cached, FaissIndex, scoring, settings, adapter)
     return replace(index, build=save_index(index, intent_set.index_path).name)
 
 
@@ -190,7 +193,9 @@ class Router:
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
         config = intent_set.config
-        index = build_in_memory(rows, encoder, factory, config.scoring, config.index)
+        index = build_in_memory(
+            rows, encoder, factory, config.scoring, config.index, config.adapter
+        )
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     # --- what the router is made of --------------------------------------------------
@@ -336,6 +341,19 @@ class Router:
             for text, neighbours, constraint in zip(texts, all_neighbours, constraints, strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000 / len(texts)
+        if self._index.adapter is not None and any(o.explain for o in options):
+            found = self._index.raw_nearest_intents(vectors)
+            raw: list[str | None] = [None] * len(texts) if found is None else list(found)
+            verdicts = [
+                verdict.model_copy(
+                    update={"explanation": explain_adapter(verdict.explanation, n, r)}
+                )
+                if option.explain
+                else verdict
+                for verdict, n, r, option in zip(
+                    verdicts, all_neighbours, raw, options, strict=True
+                )
+            ]
         decisions = [
             Decision(
                 **verdict.model_dump(),

@@ -269,6 +269,65 @@ class ServingSettings(Strict):
     )
 
 
+# Weight decays the build's cross-validation chooses from when adapter.weight_decay is
+# null: a map held near the identity to a freer one.
+ADAPTER_WEIGHT_DECAYS: tuple[float, ...] = (0.001, 0.0001)
+
+
+class AdapterSettings(Strict):
+    """The linear map of the embedding space learned from the exemplars at build time
+    (:mod:`modeltriage.core.adapter`). Part of the index: changing any of these makes the
+    index stale, and a rebuild retrains it deterministically."""
+
+    # Off by default for now: it wins on accuracy (docs/benchmarks.md), but it moves the
+    # similarity scale, and the shipped min_similarity has not been recalibrated for it.
+    enabled: bool = Field(
+        default=False,
+        description="learn the map at build time and apply it to exemplars and queries; "
+        "false: raw encoder cosines",
+    )
+    weight_decay: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="pull of the map back to the identity; null: chosen by "
+        "cross-validation over the exemplars from 0.001 and 0.0001",
+    )
+    epochs: int = Field(default=3, ge=1, le=1000, description="passes over the exemplars")
+    min_steps: int = Field(
+        default=50, ge=0, le=100_000, description="Adam steps at least, however few exemplars"
+    )
+    batch_size: int = Field(default=1024, ge=1, le=1_000_000)
+    learning_rate: float = Field(default=0.01, gt=0, le=1)
+    folds: int = Field(default=3, ge=2, le=10, description="cross-validation folds")
+    cv_max_exemplars: int = Field(
+        default=1500,
+        ge=10,
+        description="cross-validation runs on a stratified sample of at most this many "
+        "exemplars (the final fit uses all of them)",
+    )
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="picks the folds and the mini-batches"
+    )
+
+    @property
+    def weight_decays(self) -> tuple[float, ...]:
+        return ADAPTER_WEIGHT_DECAYS if self.weight_decay is None else (self.weight_decay,)
+
+    @property
+    def key(self) -> str:
+        """Recorded in the index manifest: other settings mean another map."""
+        if not self.enabled:
+            return "off"
+        decay = "cv" if self.weight_decay is None else f"{self.weight_decay:g}"
+        return (
+            f"softmax:decay={decay},epochs={self.epochs},min_steps={self.min_steps},"
+            f"batch={self.batch_size},"
+            f"lr={self.learning_rate:g},folds={self.folds},cv_max={self.cv_max_exemplars},"
+            f"seed={self.seed}"
+        )
+
+
 # A year: far beyond any outage a cooldown stands for, and far below the clock's range
 # (a mark ends at a datetime, which stops at the year 9999).
 MAX_COOLDOWN_S = 365 * 24 * 3600.0
@@ -359,6 +418,7 @@ class RouterConfig(Strict):
     lint: LintSettings = LintSettings()
     encoder: EncoderSettings = EncoderSettings()
     serving: ServingSettings = ServingSettings()
+    adapter: AdapterSettings = AdapterSettings()
     health: HealthSettings = HealthSettings()
     conversation: ConversationSettings = ConversationSettings()
     steps: dict[Name, Step] = Field(

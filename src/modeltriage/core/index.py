@@ -5,6 +5,7 @@ Layout of an index directory::
     CURRENT                    name of the live build (replaced atomically)
     builds/<build>/index.faiss vectors (FAISS inner-product index over unit vectors)
     builds/<build>/rows.json   intent and text of each vector, in index order
+    builds/<build>/adapter.npy the learned map of the embedding space (adapter on)
     builds/<build>/manifest.json
 
 A rebuild writes a new build directory and only then swaps ``CURRENT``, so a crash
@@ -14,6 +15,7 @@ at any point leaves the previous index loadable; :mod:`.index_builds` owns that 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -27,8 +29,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from modeltriage.core.adapter import Adapter, TrainSettings, normalise_rows, train_adapter
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
-from modeltriage.core.config import Difficulty, Scoring
+from modeltriage.core.config import AdapterSettings, Difficulty, Scoring
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index_builds import stamp, write_build, write_json
@@ -76,6 +79,13 @@ class Manifest(BaseModel):
     # recall@k of an approximate index against exact search, measured at build time.
     recall: float | None = None
     recall_k: int | None = None
+    # The adapter's settings key (AdapterSettings.key, "off" without one), the digest of
+    # adapter.npy, and what cross-validation chose.
+    adapter: str = "off"
+    adapter_digest: str | None = None
+    adapter_weight_decay: float | None = None
+    adapter_cv_accuracy: float | None = None
+    adapter_cv_identity_accuracy: float | None = None
 
     @property
     def version(self) -> str:
@@ -178,10 +188,32 @@ class LoadedIndex:
     manifest: Manifest
     build: str | None = None
     """The build directory's name under ``builds/``, once saved or when loaded from disk."""
+    adapter: Adapter | None = None
 
     def neighbours(self, queries: Vectors, k: int) -> list[list[Neighbour]]:
-        """The ``k`` nearest exemplars of each query, nearest first."""
+        """The ``k`` nearest exemplars of each query (through the adapter, when the
+        index has one), nearest first."""
+        if self.adapter is not None:
+            queries = self.adapter.apply(queries)
         return neighbours_of(self.rows, *self.index.search(queries, k))
+
+    def raw_nearest_intents(self, queries: Vectors) -> list[str] | None:
+        """The intent of each query's nearest exemplar by raw encoder cosine, without
+        the adapter: what explanations compare with. None without an adapter, or when
+        the index cannot give its vectors back. The raw exemplars are the indexed ones
+        mapped back through the inverse (the adapter is invertible by construction)."""
+        raw = self._raw_exemplars
+        if raw is None:
+            return None
+        best = (np.asarray(queries, dtype=np.float32) @ raw.T).argmax(axis=1)
+        return [self.rows[int(i)].intent for i in best]
+
+    @functools.cached_property
+    def _raw_exemplars(self) -> Vectors | None:
+        stored = getattr(self.index, "vectors", None)
+        if self.adapter is None or stored is None:
+            return None
+        return normalise_rows(stored() @ np.linalg.inv(self.adapter.matrix))
 
 
 def neighbours_of(
@@ -214,15 +246,23 @@ def build_in_memory(
     index_factory: type[FaissIndex] | type[NumpyIndex],
     scoring: Scoring | None = None,
     index_settings: IndexSettings | None = None,
+    adapter_settings: AdapterSettings | None = None,
 ) -> LoadedIndex:
+    """Embed ``rows``; with ``adapter_settings`` enabled (off when None), train the
+    adapter on the vectors and index them through it."""
     scoring = Scoring() if scoring is None else scoring
     settings = IndexSettings() if index_settings is None else index_settings
+    adapting = AdapterSettings(enabled=False) if adapter_settings is None else adapter_settings
     vectors = encoder.encode([scoring.view(r.text) for r in rows])
     if vectors.shape != (len(rows), encoder.dim):
         raise ValueError(
             f"encoder {encoder.model_id} returned shape {vectors.shape}, "
             f"expected ({len(rows)}, {encoder.dim})"
         )
+    adapter = None
+    if adapting.enabled:
+        adapter = train_adapter(vectors, [r.intent for r in rows], train_settings(adapting))
+        vectors = adapter.apply(vectors)
     plan = plan_for(len(rows), settings)
     recall = None
     if index_factory is FaissIndex and plan.kind != "flat":
@@ -242,8 +282,35 @@ def build_in_memory(
         text_view=scoring.view_key,
         recall=recall,
         recall_k=None if recall is None else min(settings.recall_k, len(rows)),
+        **_adapter_fields(adapting, adapter),
     )
-    return LoadedIndex(index=index, rows=list(rows), manifest=manifest)
+    return LoadedIndex(index=index, rows=list(rows), manifest=manifest, adapter=adapter)
+
+
+def train_settings(settings: AdapterSettings) -> TrainSettings:
+    return TrainSettings(
+        weight_decays=settings.weight_decays,
+        weight_decay=settings.weight_decays[0],
+        epochs=settings.epochs,
+        min_steps=settings.min_steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        folds=settings.folds,
+        seed=settings.seed,
+        cv_max_exemplars=settings.cv_max_exemplars,
+    )
+
+
+def _adapter_fields(settings: AdapterSettings, adapter: Adapter | None) -> dict[str, Any]:
+    if adapter is None:
+        return {"adapter": "off"}
+    return {
+        "adapter": settings.key,
+        "adapter_digest": adapter.digest,
+        "adapter_weight_decay": adapter.weight_decay,
+        "adapter_cv_accuracy": adapter.cv_accuracy,
+        "adapter_cv_identity_accuracy": adapter.cv_identity_accuracy,
+    }
 
 
 def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
@@ -252,12 +319,20 @@ def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
     if not isinstance(loaded.index, FaissIndex):
         raise TypeError("only a FaissIndex can be saved for loading later")
     index = loaded.index
+    if loaded.adapter is None and loaded.manifest.adapter != "off":
+        raise ValueError("the manifest records an adapter, but the index has none")
+    adapter = loaded.adapter
 
     def write_files(build: Path) -> None:
         index.save(build / "index.faiss")
         with (build / "index.faiss").open("rb") as fh:
             os.fsync(fh.fileno())
         write_json(build / "rows.json", [[r.intent, r.text] for r in loaded.rows])
+        if adapter is not None:
+            with (build / "adapter.npy").open("wb") as fh:
+                np.save(fh, adapter.matrix)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     name = f"{stamp()}-{loaded.manifest.version}"
     return write_build(index_dir, name, write_files, loaded.manifest.model_dump())
@@ -289,38 +364,73 @@ def load_index(
     intents_dir: Path | None = None,
     scoring: Scoring | None = None,
     index_settings: IndexSettings | None = None,
+    adapter_settings: AdapterSettings | None = None,
 ) -> LoadedIndex:
-    """Load the current build, refusing one that does not match ``rows`` and ``encoder``
-    (or was built as another index type than ``index_settings`` ask for)."""
+    """Load the current build, refusing one that does not match ``rows``, ``encoder``, the
+    index type ``index_settings`` ask for and the adapter settings (off when None), or whose
+    adapter.npy is not the one recorded."""
     view_key = (Scoring() if scoring is None else scoring).view_key
+    adapter_key = "off" if adapter_settings is None else adapter_settings.key
     hint = _rebuild_hint(intents_dir)
     try:
         build, manifest = read_manifest(index_dir)
     except IndexMissingError as exc:
         raise IndexMissingError(f"{exc}; {hint}") from None
-    problem = manifest_problem(manifest, rows, view_key, encoder, index_settings)
+    adapter_key = "off" if adapter_settings is None else adapter_settings.key
+    problem = manifest_problem(manifest, rows, view_key, encoder, index_settings, adapter_key)
     if problem is not None:
         raise StaleIndexError(f"index in {index_dir} {problem}; {hint}")
-    return _read_build(build, manifest, rows)
+    return _read_build(build, manifest, rows, hint)
 
 
 def load_build(
     build: Path, rows: Sequence[ExemplarRow], encoder: Encoder, scoring: Scoring | None = None
 ) -> LoadedIndex:
-    """Load one given build (``--keep-last-good``), refusing it unless it matches ``rows``."""
+    """Load one given build (``--keep-last-good``), refusing it unless it matches ``rows``;
+    its adapter is whatever the build was made with."""
     _, manifest = read_build_manifest(build)
     view_key = (Scoring() if scoring is None else scoring).view_key
-    problem = manifest_problem(manifest, rows, view_key, encoder)
+    problem = manifest_problem(manifest, rows, view_key, encoder, adapter_key=manifest.adapter)
     if problem is not None:
         raise StaleIndexError(f"index build {build} {problem}")
-    return _read_build(build, manifest, rows)
+    return _read_build(build, manifest, rows, "rebuild it")
 
 
-def _read_build(build: Path, manifest: Manifest, rows: Sequence[ExemplarRow]) -> LoadedIndex:
+def _read_build(
+    build: Path, manifest: Manifest, rows: Sequence[ExemplarRow], hint: str
+) -> LoadedIndex:
+    adapter = _read_adapter(build, manifest)
+    if adapter is not None and manifest.adapter_digest != adapter.digest:
+        raise StaleIndexError(
+            f"index in {build} has an adapter.npy that is not the one its manifest records; {hint}"
+        )
     index = FaissIndex.read(build / "index.faiss")
     if index.size != len(rows):
         raise StaleIndexError(f"index in {build} holds {index.size} vectors, expected {len(rows)}")
-    return LoadedIndex(index=index, rows=list(rows), manifest=manifest, build=build.name)
+    return LoadedIndex(
+        index=index, rows=list(rows), manifest=manifest, build=build.name, adapter=adapter
+    )
+
+
+def _read_adapter(build: Path, manifest: Manifest) -> Adapter | None:
+    if manifest.adapter == "off":
+        return None
+    try:
+        matrix = np.load(build / "adapter.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise StaleIndexError(f"index in {build} lacks a readable adapter.npy: {exc}") from None
+    if matrix.shape != (manifest.dim, manifest.dim):
+        raise StaleIndexError(
+            f"index in {build} has an adapter of shape {matrix.shape}, expected "
+            f"({manifest.dim}, {manifest.dim})"
+        )
+    return Adapter(
+        matrix=np.ascontiguousarray(matrix, dtype=np.float32),
+        weight_decay=manifest.adapter_weight_decay or 0.0,
+        cv_accuracy=manifest.adapter_cv_accuracy,
+        cv_identity_accuracy=manifest.adapter_cv_identity_accuracy,
+        final_loss=float("nan"),
+    )
 
 
 def manifest_problem(
@@ -329,11 +439,13 @@ def manifest_problem(
     view_key: str,
     encoder: Encoder | None = None,
     index_settings: IndexSettings | None = None,
+    adapter_key: str = "off",
 ) -> str | None:
     """Why an index with ``manifest`` cannot serve ``rows`` (embedded with ``encoder``, when
     given, through the ``view_key`` view of long texts, as the index type ``index_settings``
-    choose), or None when it can. The one staleness rule: loading, ``check`` and
-    :func:`index_is_current` all ask it."""
+    choose, and mapped by an adapter trained with the settings ``adapter_key``), or None
+    when it can. The one staleness rule: loading, ``check`` and :func:`index_is_current`
+    all ask it."""
     if manifest.format != FORMAT_VERSION:
         return f"has format {manifest.format}, expected {FORMAT_VERSION}"
     if encoder is not None and (
@@ -347,6 +459,11 @@ def manifest_problem(
         return (
             f"embeds the {manifest.text_view!r} part of long texts, but scoring.long_text "
             f"asks for {view_key!r}"
+        )
+    if manifest.adapter != adapter_key:
+        return (
+            f"was built with adapter {manifest.adapter!r}, but router.yaml's adapter "
+            f"settings ask for {adapter_key!r}"
         )
     if manifest.content_hash != content_hash(rows):
         return (
@@ -368,9 +485,10 @@ def index_is_current(
     encoder_id: str,
     view_key: str = "head",
     index_settings: IndexSettings | None = None,
+    adapter_key: str = "off",
 ) -> bool:
     with contextlib.suppress(IndexMissingError, StaleIndexError):
         _, manifest = read_manifest(index_dir)
-        problem = manifest_problem(manifest, rows, view_key, None, index_settings)
+        problem = manifest_problem(manifest, rows, view_key, None, index_settings, adapter_key)
         return manifest.encoder == encoder_id and problem is None
     return False

@@ -43,9 +43,41 @@ def check_index(intents_dir: Path | str, encoder_id: str | None = None) -> Index
 
     ``encoder_id``: the encoder the caller will route with, when it is not the one
     router.yaml names (an injected encoder); the index must have been built by it.
-    Raises the intent files' own errors (``ConfigError``); everything else is reported.
+    Raises the intent files' own errors (``ConfigError``); everything else is reported,
+    with notes on what the adapter cannot learn from (:func:`adapter_notes`).
     """
     intent_set = load_intents(intents_dir)
+    found = _check_index(intent_set, encoder_id)
+    if found.error is not None or not intent_set.config.adapter.enabled:
+        return found
+    return replace(found, notes=(*adapter_notes(intent_set), *found.notes))
+
+
+def adapter_notes(intent_set: IntentSet) -> list[str]:
+    """Intents the adapter learns nothing about, by name: one exemplar (no spread to
+    learn from), or the same exemplars as another intent (nothing tells them apart).
+    The adapter still builds; routing among them rests on the raw geometry."""
+    notes: list[str] = []
+    lonely = sorted(i.name for i in intent_set.intents if len(i.exemplars) == 1)
+    if lonely:
+        notes.append(
+            f"adapter: {', '.join(lonely)} {'has' if len(lonely) == 1 else 'have'} one "
+            "exemplar: add more so the adapter learns how it varies"
+        )
+    by_texts: dict[frozenset[str], list[str]] = {}
+    for intent in intent_set.intents:
+        texts = frozenset(e.text.strip().casefold() for e in intent.exemplars)
+        by_texts.setdefault(texts, []).append(intent.name)
+    for names in by_texts.values():
+        if len(names) > 1:
+            notes.append(
+                f"adapter: {', '.join(sorted(names))} have the same exemplars: nothing "
+                "tells them apart"
+            )
+    return notes
+
+
+def _check_index(intent_set: IntentSet, encoder_id: str | None) -> IndexCheck:
     rows = exemplar_rows(intent_set.intents)
     found = IndexCheck(intents=len(intent_set.intents), exemplars=len(rows))
     try:
@@ -53,7 +85,9 @@ def check_index(intents_dir: Path | str, encoder_id: str | None = None) -> Index
     except IndexStateError as exc:
         return replace(found, problem=f"index: {exc}")
     view_key = intent_set.config.scoring.view_key
-    problem = manifest_problem(manifest, rows, view_key, None, intent_set.config.index)
+    problem = manifest_problem(
+        manifest, rows, view_key, None, intent_set.config.index, intent_set.config.adapter.key
+    )
     if problem is not None:
         return replace(found, problem=f"index: stale (built {manifest.built_at}): it {problem}")
     if encoder_id is not None:

@@ -7,6 +7,7 @@ out-of-scope request, which never becomes an exemplar.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,48 @@ def read_intents_jsonl(path: Path | str) -> list[LabelledText]:
             )
         rows.append(LabelledText(text, intent, difficulty))
     return rows
+
+
+_NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
+# The intent schema's pattern (core.intents.Intent.name).
+_INTENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def intent_name_for(label: str) -> str:
+    """A valid intent name for a dataset's label: runs of other characters become one
+    ``_`` and leading punctuation goes (BANKING77's ``reverted_card_payment?`` becomes
+    ``reverted_card_payment``); a label with no letter or digit becomes ``intent``."""
+    name = _NOT_IN_A_NAME.sub("_", label.strip()).lstrip("_.-").rstrip("_")
+    return name or "intent"
+
+
+def rename_labels(
+    *row_sets: Sequence[LabelledText],
+) -> tuple[list[list[LabelledText]], dict[str, str]]:
+    """The rows with every label made a valid intent name (the same label the same name in
+    every set), and {new name: original label} for the labels that changed. A label that
+    is already valid keeps its name; a renamed one that would collide gets ``-2``, ``-3``."""
+    labels = sorted({r.intent for rows in row_sets for r in rows if r.intent is not None})
+    valid = [label for label in labels if _INTENT_NAME.fullmatch(label)]
+    taken = set(valid)
+    mapping = {label: label for label in valid}
+    for label in labels:
+        if label in mapping:
+            continue
+        base = name = intent_name_for(label)
+        suffix = 2
+        while name in taken:
+            name, suffix = f"{base}-{suffix}", suffix + 1
+        taken.add(name)
+        mapping[label] = name
+    renamed = [
+        [
+            r if r.intent is None else LabelledText(r.text, mapping[r.intent], r.difficulty)
+            for r in rows
+        ]
+        for rows in row_sets
+    ]
+    return renamed, {new: old for old, new in mapping.items() if new != old}
 
 
 def intents_from_labelled(

@@ -2,15 +2,17 @@
 write the JSON report.
 
 Every problem a user can fix is found before embedding (minutes on a large file), and
-named by file and line: an intent name the schema would refuse, a test intent without
-training rows, a text the router would refuse, no out-of-scope rows to tune on.
+named by file and line: a test intent without training rows, a text the router would
+refuse, no out-of-scope rows to tune on. Labels that are not valid intent names (BANKING77's
+``reverted_card_payment?``) are renamed, the same way in both files, and the report keeps
+the original labels.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,7 +21,7 @@ from modeltriage.core.config import ROUTER_CONFIG_FILE, RouterConfig
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.intents import Intent, load_router_config
 from modeltriage.errors import ConfigError, EvaluationError, InputError
-from modeltriage.learn.datasets import LabelledText, read_intents_jsonl
+from modeltriage.learn.datasets import LabelledText, read_intents_jsonl, rename_labels
 from modeltriage.learn.evaluation import (
     EvalOptions,
     IntentEvaluation,
@@ -84,22 +86,10 @@ def is_intent_name(name: str) -> bool:
 
 
 def check_training(path: Path, rows: Sequence[LabelledText], tune: bool) -> None:
-    """Training rows: some in scope, valid intent names, and out-of-scope rows to tune
-    min_similarity on when ``tune``."""
+    """Training rows: some in scope, and out-of-scope rows to tune min_similarity on when
+    ``tune``. (Labels that are not intent names are renamed by :func:`load_inputs`.)"""
     if not any(r.intent is not None for r in rows):
         raise ConfigError("no in-scope rows (every intent is null): nothing to route to", path)
-    seen: set[str] = set()
-    for position, row in enumerate(rows):
-        if row.intent is None or row.intent in seen:
-            continue
-        if not is_intent_name(row.intent):
-            raise ConfigError(
-                f"intent {row.intent!r} is not a valid intent name (letters, digits, "
-                "'_', '.', '-'; starting with a letter or digit)",
-                path,
-                row_lines(path)[position],
-            )
-        seen.add(row.intent)
     if tune and not any(r.intent is None for r in rows):
         raise ConfigError(
             "--tune-floor needs out-of-scope rows (intent null) to choose min_similarity "
@@ -131,8 +121,9 @@ def check_routable(path: Path, rows: Sequence[LabelledText], config: RouterConfi
 
 def load_inputs(
     run: IntentEvalRun,
-) -> tuple[RouterConfig, list[LabelledText], list[LabelledText]]:
-    """(config, training rows, test rows), every check passed."""
+) -> tuple[RouterConfig, list[LabelledText], list[LabelledText], dict[str, str]]:
+    """(config, training rows, test rows, {intent name: original label} of the labels
+    renamed to valid intent names), every check passed."""
     check_options(run)
     config = load_config_dir(run.intents_dir)
     train = read_intents_jsonl(run.exemplars)
@@ -143,7 +134,8 @@ def load_inputs(
     check_routable(run.test, test, config)
     if tune:
         check_routable(run.exemplars, train, config)
-    return config, train, test
+    (train, test), renamed = rename_labels(train, test)
+    return config, train, test, renamed
 
 
 def write_json(run: IntentEvalRun, report: IntentEvaluation, encoder: Encoder) -> None:
@@ -169,11 +161,12 @@ def write_json(run: IntentEvalRun, report: IntentEvaluation, encoder: Encoder) -
 def run_intent_eval(run: IntentEvalRun, encoder: Encoder | None = None) -> IntentEvaluation:
     """Check, evaluate and write the JSON report; ``encoder`` defaults to the packaged
     sentence-transformers model (or ``run.encoder_path``), loaded only after the checks."""
-    config, train, test = load_inputs(run)
+    config, train, test, renamed = load_inputs(run)
     if encoder is None:
         from modeltriage.core.encoders import SentenceTransformerEncoder
 
         encoder = SentenceTransformerEncoder(model_path=run.encoder_path)
     report = evaluate_intents(train, test, config, encoder, run.options)
+    report = replace(report, renamed_labels=renamed)
     write_json(run, report, encoder)
     return report

@@ -83,9 +83,20 @@ def _header(report: IntentEvaluation) -> list[str]:
         f"{report.train_rows:,} training rows",
         f"test: {s.rows:,} rows ({s.in_scope_rows:,} in scope, {s.out_of_scope_rows:,} out "
         "of scope)",
-        f"router: {r.aggregation}, top_k {r.top_k}, margin {report.margin}; "
-        + _min_similarity_line(report),
+        f"router: {r.aggregation}, top_k {r.top_k}, margin {report.margin}, adapter "
+        f"{report.adapter}; " + _min_similarity_line(report),
+        *_renamed_lines(report),
     ]
+
+
+def _renamed_lines(report: IntentEvaluation) -> list[str]:
+    """The dataset's own labels where they were not valid intent names."""
+    if not report.renamed_labels:
+        return []
+    pairs = sorted(report.renamed_labels.items())
+    shown = ", ".join(f"{old!r} as {new}" for new, old in pairs[:10])
+    more = f" and {len(pairs) - 10} more (all in the JSON report)" if len(pairs) > 10 else ""
+    return [f"labels renamed to intent names: {shown}{more}"]
 
 
 def _policy_table(report: IntentEvaluation) -> str:

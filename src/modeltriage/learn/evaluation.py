@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modeltriage.core.config import Aggregation, RouterConfig, Scoring
@@ -96,6 +96,9 @@ class IntentEvaluation:
     flagship_total_usd: float
     embedded_texts: int
     seconds: float
+    # {intent name: the dataset's label} of labels that were not valid intent names.
+    renamed_labels: dict[str, str] = field(default_factory=dict)
+    adapter: str = "off"  # the index's adapter (Manifest.adapter)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON report, under its published keys (``floor``, ``floor_source`` and
@@ -294,5 +297,6 @@ def evaluate_intents(
         flagship_model=flagship.name,
         flagship_total_usd=router_result.cost.flagship_total_usd,
         embedded_texts=cache.cached,
+        adapter=router.manifest.adapter,
         seconds=round(time.perf_counter() - started, 1),
     )

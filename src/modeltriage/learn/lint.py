@@ -78,7 +78,10 @@ def index_for_lint(
     scoring = intent_set.config.scoring
     try:
         build_dir, manifest = read_manifest(intent_set.index_path)
-        problem = manifest_problem(manifest, rows, scoring.view_key, encoder)
+        config = intent_set.config
+        problem = manifest_problem(
+            manifest, rows, scoring.view_key, encoder, config.index, config.adapter.key
+        )
         if problem is not None:
             raise StaleIndexError(f"index in {intent_set.index_path} {problem}")
         index = FaissIndex.read(build_dir / "index.faiss")
@@ -94,7 +97,8 @@ def index_for_lint(
         from modeltriage.router import encoder_for
 
         encoder = encoder_for(intent_set)
-    loaded = build_in_memory(rows, encoder, FaissIndex, scoring)
+    config = intent_set.config
+    loaded = build_in_memory(rows, encoder, FaissIndex, scoring, config.index, config.adapter)
     note = f"{reason}: built one in memory (run `modeltriage build{where}` to save it)"
     return loaded, note
 
