@@ -327,6 +327,9 @@ def test_metrics(client: TestClient, logged: Router) -> None:
     assert metric(text, "modeltriage_log_write_errors_total") == 0
     assert f'modeltriage_index_info{{encoder="{logged.manifest.encoder}",version="' in text
     assert metric(text, "modeltriage_reloads_total") == 0
+    # The same text three times: one embedding, then two hits of the request cache.
+    assert metric(text, "modeltriage_query_cache_hits_total") >= 2
+    assert metric(text, "modeltriage_query_cache_misses_total") >= 3
 
 
 def test_metrics_are_per_app(logged: Router) -> None:

@@ -4,7 +4,8 @@ apps in one process count apart). ``GET /metrics`` renders them.
 Counted as they happen: requests and their latency per endpoint, decisions per tier,
 model, reason and intent, cascade plans, estimated spend, reloads. Read at scrape time
 from the router the app serves now: the decision log's queue depth, drops and write
-errors, the index version, failovers and unhealthy models.
+errors, the index version, failovers, unhealthy models and the request cache's hits and
+misses (its hit rate is hits over both).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class _RouterCollector(Collector):
             "modeltriage_unhealthy_models",
             "models marked unhealthy now",
             value=len(router.unhealthy_models()),
+        )
+        cache = router.query_cache
+        yield CounterMetricFamily(
+            "modeltriage_query_cache_hits", "request texts served from the cache", value=cache.hits
+        )
+        yield CounterMetricFamily(
+            "modeltriage_query_cache_misses", "request texts embedded anew", value=cache.misses
         )
         logger = router.logger
         if logger is None:
