@@ -360,13 +360,14 @@ def read_build_manifest(build: Path) -> tuple[Path, Manifest]:
 def load_index(
     index_dir: Path,
     rows: Sequence[ExemplarRow],
-    encoder: Encoder,
+    encoder: Encoder | None,
     intents_dir: Path | None = None,
     scoring: Scoring | None = None,
     index_settings: IndexSettings | None = None,
     adapter_settings: AdapterSettings | None = None,
 ) -> LoadedIndex:
-    """Load the current build, refusing one that does not match ``rows``, ``encoder``, the
+    """Load the current build, refusing one that does not match ``rows``, ``encoder`` (not
+    checked when None: a caller that only reads the stored vectors back), the
     index type ``index_settings`` ask for and the adapter settings (off when None), or whose
     adapter.npy is not the one recorded."""
     view_key = (Scoring() if scoring is None else scoring).view_key

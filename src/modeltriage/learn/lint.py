@@ -25,12 +25,11 @@ from modeltriage.core.index import (
     NumpyIndex,
     build_in_memory,
     exemplar_rows,
-    manifest_problem,
-    read_manifest,
+    load_index,
 )
 from modeltriage.core.intents import IntentSet, load_intent_documents
 from modeltriage.core.yamlsource import YamlDocument
-from modeltriage.errors import IndexMissingError, IndexStateError, StaleIndexError
+from modeltriage.errors import IndexMissingError, IndexStateError
 from modeltriage.learn.lint_report import Finding, LintReport, Severity
 from modeltriage.learn.loo import LeaveOneOut, leave_one_out
 
@@ -75,32 +74,32 @@ def index_for_lint(
     with ``encoder`` (None: router.yaml's) and a note saying so; ``build=False`` raises
     the index error with its `modeltriage build` hint instead."""
     rows = exemplar_rows(intent_set.intents)
-    scoring = intent_set.config.scoring
+    config = intent_set.config
     try:
-        build_dir, manifest = read_manifest(intent_set.index_path)
-        config = intent_set.config
-        problem = manifest_problem(
-            manifest, rows, scoring.view_key, encoder, config.index, config.adapter.key
+        # The one loading rule: the same staleness checks as serving, encoder unchecked
+        # when none is given (lint reads the stored vectors back, it embeds nothing).
+        loaded = load_index(
+            intent_set.index_path,
+            rows,
+            encoder,
+            intent_set.source,
+            config.scoring,
+            config.index,
+            config.adapter,
         )
-        if problem is not None:
-            raise StaleIndexError(f"index in {intent_set.index_path} {problem}")
-        index = FaissIndex.read(build_dir / "index.faiss")
-        if index.size != len(rows):
-            raise StaleIndexError(f"index in {build_dir} holds {index.size} vectors")
-        return LoadedIndex(index=index, rows=rows, manifest=manifest), None
+        return loaded, None
     except IndexStateError as exc:
-        where = "" if intent_set.source is None else f" --intents {intent_set.source}"
         if not build:
-            raise type(exc)(f"{exc}; run: modeltriage build{where}") from None
+            raise
         reason = str(exc)
     if encoder is None:
         from modeltriage.router import encoder_for
 
         encoder = encoder_for(intent_set)
-    config = intent_set.config
-    loaded = build_in_memory(rows, encoder, FaissIndex, scoring, config.index, config.adapter)
-    note = f"{reason}: built one in memory (run `modeltriage build{where}` to save it)"
-    return loaded, note
+    loaded = build_in_memory(
+        rows, encoder, FaissIndex, config.scoring, config.index, config.adapter
+    )
+    return loaded, f"{reason}; built one in memory meanwhile"
 
 
 def stored_vectors(loaded: LoadedIndex) -> Vectors:
