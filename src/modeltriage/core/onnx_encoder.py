@@ -19,7 +19,8 @@ from modeltriage.core.encoders import (
     normalise,
     packaged_model_dir,
 )
-from modeltriage.core.onnx_export import FP32_NAME, INPUTS, INT8_NAME, export_in_child
+from modeltriage.core.onnx_export import FP32_NAME, INT8_NAME, export_in_child
+from modeltriage.core.onnx_tokenizer import load_tokenizer, mean_pooled, model_inputs
 from modeltriage.errors import ConfigError, MissingDependencyError
 
 OnnxBackend = Literal["onnx", "onnx-int8"]
@@ -27,18 +28,6 @@ OnnxBackend = Literal["onnx", "onnx-int8"]
 # Measured on the 2-core machine (docs/benchmarks.md): one thread is fastest for one
 # short query, and leaves the other core to the web server.
 DEFAULT_THREADS = 1
-
-
-def _max_seq_length(model_dir: Path) -> int:
-    """sentence-transformers' truncation length, from the model's own settings."""
-    path = model_dir / "sentence_bert_config.json"
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))["max_seq_length"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"cannot read max_seq_length: {exc}", path) from None
-    if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"max_seq_length must be a positive integer, not {value!r}", path)
-    return value
 
 
 def _check_mean_pooling(model_dir: Path) -> None:
@@ -87,7 +76,7 @@ class OnnxEncoder:
         self._model_id = f"{base} [{backend} {file_hash[:12]}]"
         self._path = path
         self._session = _session(path, DEFAULT_THREADS if threads is None else threads)
-        self._tokenizer = _tokenizer(model_dir, _max_seq_length(model_dir))
+        self._tokenizer = load_tokenizer(model_dir)
         self._dim = int(self._session.get_outputs()[0].shape[-1])
 
     @property
@@ -106,15 +95,9 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str]) -> Vectors:
         if len(texts) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        batch = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in batch], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-        types = np.array([e.type_ids for e in batch], dtype=np.int64)
-        feeds = dict(zip(INPUTS, (ids, mask, types), strict=True))
+        feeds = model_inputs(self._tokenizer, texts)
         hidden = self._session.run(None, feeds)[0]
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        return normalise(pooled)
+        return normalise(mean_pooled(hidden, feeds["attention_mask"]))
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -136,24 +119,3 @@ def _session(path: Path, threads: int) -> Any:
         raise ConfigError(
             f"the ONNX encoder cannot be loaded ({first[:200]}); {onnx_files.REBUILD}", path
         ) from None
-
-
-def _tokenizer(model_dir: Path, max_length: int) -> Any:
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        raise MissingDependencyError("tokenizers", "onnx") from None
-    path = model_dir / "tokenizer.json"
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception for an unreadable file
-        raise ConfigError(f"cannot read the tokenizer: {exc}", path) from None
-    # tokenizer.json pads every text to a fixed 128; pad to the batch's longest instead,
-    # and truncate where sentence-transformers does.
-    padding = tokenizer.padding or {}
-    tokenizer.no_padding()
-    tokenizer.enable_padding(
-        pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]")
-    )
-    tokenizer.enable_truncation(max_length=max_length)
-    return tokenizer

@@ -1,10 +1,10 @@
-"""Exporting a sentence-transformers model to ONNX (fp32, then int8): the only step of
+"""Exporting a sentence-transformers model to ONNX (fp32, then int8, see
+``onnx_quantise``): the only step of
 the ONNX backends that needs torch, run once per set of weights at build time."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from modeltriage.core import onnx_files
+from modeltriage.core.onnx_quantise import quantise_int8
+from modeltriage.core.onnx_tokenizer import INPUTS
 from modeltriage.errors import ConfigError, MissingDependencyError, ModelTriageError
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "last_hidden_state"
 FP32_NAME = "model.onnx"
-INT8_NAME = "model-int8.onnx"
+# The name changes with the quantisation recipe, so a cache never serves an older one.
+INT8_NAME = "model-int8-smoothed.onnx"
 
 
 def export_fp32(model_dir: Path, target: Path) -> None:
@@ -69,25 +71,6 @@ def export_fp32(model_dir: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def quantise_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation, per channel: weights int8, activations quantised on the fly."""
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "onnx") from None
-    tmp = onnx_files.temp_path(target)
-    root = logging.getLogger()
-    level = root.level
-    try:
-        # onnxruntime logs a pre-processing suggestion on the root logger every time.
-        root.setLevel(logging.ERROR)
-        quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True)
-        onnx_files.seal(tmp, target)
-    finally:
-        root.setLevel(level)
-        tmp.unlink(missing_ok=True)
-
-
 def ensure_export(model_dir: Path, folder: Path, int8: bool) -> Path:
     """The exported file in ``folder`` for ``model_dir``, exporting what is missing or
     damaged. Returns the file the encoder runs."""
@@ -98,7 +81,7 @@ def ensure_export(model_dir: Path, folder: Path, int8: bool) -> Path:
         return fp32
     quantised = folder / INT8_NAME
     if onnx_files.problem(quantised) is not None:
-        quantise_int8(fp32, quantised)
+        quantise_int8(fp32, quantised, model_dir)
     return quantised
 
 

@@ -1,0 +1,65 @@
+"""The tokenizer of the ONNX backends (the ``tokenizers`` library, no torch), set up to
+cut and pad texts as sentence-transformers does, and the model inputs it makes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modeltriage.errors import ConfigError, MissingDependencyError
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def max_seq_length(model_dir: Path) -> int:
+    """sentence-transformers' truncation length, from the model's own settings."""
+    path = model_dir / "sentence_bert_config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["max_seq_length"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read max_seq_length: {exc}", path) from None
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"max_seq_length must be a positive integer, not {value!r}", path)
+    return value
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """``model_dir``'s tokenizer, truncating where sentence-transformers does and padding
+    to the longest text of a batch."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise MissingDependencyError("tokenizers", "onnx") from None
+    path = model_dir / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for an unreadable file
+        raise ConfigError(f"cannot read the tokenizer: {exc}", path) from None
+    # tokenizer.json pads every text to a fixed 128; pad to the batch's longest instead.
+    padding = tokenizer.padding or {}
+    tokenizer.no_padding()
+    tokenizer.enable_padding(
+        pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]")
+    )
+    tokenizer.enable_truncation(max_length=max_seq_length(model_dir))
+    return tokenizer
+
+
+def model_inputs(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """The three int64 inputs of the exported model for a batch of texts."""
+    batch = tokenizer.encode_batch(list(texts))
+    ids = np.array([e.ids for e in batch], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+    types = np.array([e.type_ids for e in batch], dtype=np.int64)
+    return dict(zip(INPUTS, (ids, mask, types), strict=True))
+
+
+def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of the token vectors over the attention mask (not yet normalised)."""
+    weights = mask[:, :, None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    return np.asarray(pooled, dtype=np.float32)
