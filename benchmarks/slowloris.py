@@ -131,9 +131,7 @@ def run(connections: int, seconds: float, src: str | None) -> dict[str, object]:
         "connections": connections,
         "seconds": seconds,
         "held_open_at_end": samples[-1]["held_open"] if samples else None,
-        "first_second_all_closed": next(
-            (s["t_s"] for s in samples if s["held_open"] == 0), None
-        ),
+        "first_second_all_closed": next((s["t_s"] for s in samples if s["held_open"] == 0), None),
         "healthz_ok": f"{len(latencies)}/{len(samples)}",
         "healthz_p50_ms": statistics.median(latencies) if latencies else None,
         "healthz_max_ms": max(latencies) if latencies else None,
