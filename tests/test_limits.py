@@ -139,3 +139,19 @@ def test_wider_limits_let_more_through(tmp_path: Path, serve: Serve) -> None:
             json={"answer": "A", "model": "small-a", "choices": ["A"] * (CHOICES_CEILING + 1)},
         )
         assert r.status_code == 422
+
+
+@pytest.mark.real
+def test_the_default_limits_hold_through_the_real_encoder(shipped_router: Router) -> None:
+    """The shipped router.yaml sets no limits: the defaults apply, before any encoding."""
+    too_many = {f"k{i}": i for i in range(33)}
+    with pytest.raises(InputError, match=r"limits\.max_metadata_keys"):
+        shipped_router.route("where is my parcel?", RouteOptions(metadata=too_many), log=False)
+    decision = shipped_router.route(
+        "where is my parcel?", RouteOptions(metadata={f"k{i}": i for i in range(32)}), log=False
+    )
+    assert decision.model
+    with pytest.raises(InputError, match=r"limits\.max_choices"):
+        shipped_router.escalate(
+            Answer(answer="A", choices=[f"c{i}" for i in range(27)]), model=decision.model
+        )
