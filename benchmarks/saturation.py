@@ -123,7 +123,7 @@ def _wrk(
 def _parse(report: str) -> dict[str, object]:
     """The figures of a wrk report."""
     found: dict[str, object] = {}
-    if match := re.search(r"(\d+) requests in ([\d.]+)(m?s)", report):
+    if match := re.search(r"(\d+) requests in ([\d.]+)(\w+)", report):
         found["requests"] = int(match.group(1))
     if match := re.search(r"Requests/sec:\s+([\d.]+)", report):
         found["requests_per_s"] = float(match.group(1))
