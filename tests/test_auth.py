@@ -249,6 +249,7 @@ def test_serve_cors_and_log_settings() -> None:
     assert plan.cors_origins == ["https://a.example", "https://b.example"]
     assert plan.json_logs and plan.uvicorn == {
         "timeout_keep_alive": 5.0,
+        "http": "modeltriage.http.header_guard:GuardedProtocol",
         "log_config": None,
         "access_log": False,
     }

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from modeltriage import HashingEncoder, Router, load_intents
 from modeltriage.errors import ConfigError, LogStoreError
 from modeltriage.http.app import create_app
-from modeltriage.log.entries import LogEntry
+from modeltriage.log.entries import EventEntry, LogEntry
 from modeltriage.log.memory import MemoryStore
 from modeltriage.log.sqlite import SQLiteStore
 from modeltriage.log.writer import DecisionLogger
@@ -121,3 +121,61 @@ def test_durability_settings_are_checked(tmp_path: Path, line: str, problem: str
     directory = write_intents(tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + line + "\n")
     with pytest.raises(ConfigError, match=rf"router\.yaml:\d+: .*{problem}"):
         load_intents(directory)
+
+
+class SlowEventStore(CountingStore):
+    """A store whose event writes fail while ``fail_events`` is set."""
+
+    fail_events = False
+
+    def write_events(self, entries: Sequence[EventEntry]) -> None:
+        if self.fail_events:
+            raise LogStoreError("disk unplugged", self.url)
+        super().write_events(entries)
+
+
+def _events_router(tmp_path: Path, durability: str, store: MemoryStore) -> Router:
+    # async: a batch waits 30 s to fill, long enough to see an event is not written yet.
+    yaml = ROUTER_YAML + f"log: {{durability: {durability}, flush_interval_s: 30}}\n"
+    directory = write_intents(tmp_path / "events", TINY_INTENTS, yaml)
+    return Router.in_memory(load_intents(directory), HashingEncoder(), log=store)
+
+
+def test_ack_commits_failover_and_answer_events_before_returning(tmp_path: Path) -> None:
+    store = SlowEventStore()
+    with _events_router(tmp_path, "ack", store) as router:
+        decision = router.route("refund please")
+        router.failover(decision.id, decision.model)
+        router.escalate("I am not sure.", decision_id=decision.id)
+        # Straight from the store, no flush: both are committed already.
+        kinds = [e.kind for e in store.events(decision_id=decision.id)]
+        assert kinds == ["failover", "escalation"]
+
+
+def test_async_queues_events_off_the_request_path(tmp_path: Path) -> None:
+    store = SlowEventStore()
+    with _events_router(tmp_path, "async", store) as router:
+        assert router.logger is not None
+        decision = router.route("refund please")
+        assert router.logger.flush(timeout=10)
+        router.failover(decision.id, decision.model)
+        assert store.events(decision_id=decision.id) == []  # still queued
+        assert router.logger.flush(timeout=10)
+        assert [e.kind for e in store.events(decision_id=decision.id)] == ["failover"]
+
+
+def test_an_event_that_cannot_be_committed_is_a_503(tmp_path: Path) -> None:
+    store = SlowEventStore()
+    router = _events_router(tmp_path, "ack", store)
+    assert router.logger is not None
+    router.logger.ack_timeout_s = 0.3
+    with TestClient(create_app(router=router)) as client:
+        decision = client.post("/route", json={"text": "refund please"}).json()
+        store.fail_events = True
+        failed = {"decision_id": decision["id"], "failed": [decision["model"]]}
+        r = client.post("/next-model", json=failed)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        r = client.post("/escalate", json={"answer": "no idea", "decision_id": decision["id"]})
+        assert r.status_code == 503, r.text
+        store.fail_events = False
+    router.close()

@@ -255,3 +255,58 @@ def test_sigterm_drains_and_flushes_an_async_log(
     assert server.process.wait(30) in (0, -signal.SIGTERM)
     assert len(acknowledged) > 20
     assert missing(intents, acknowledged) == []
+
+
+def hammer_events(url: str, stop: threading.Event, acknowledged: list[tuple[str, str]]) -> None:
+    """Route, then report a failover and an answer check against each decision; keep the
+    (kind, decision id) of every event answered 200."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                r = client.post("/route", json={"text": f"refund please {i}"})
+                if r.status_code != 200:
+                    continue
+                decision = r.json()
+                failed = {"decision_id": decision["id"], "failed": [decision["model"]]}
+                if client.post("/next-model", json=failed).status_code == 200:
+                    acknowledged.append(("failover", decision["id"]))
+                answer = {"answer": "I am not sure.", "decision_id": decision["id"]}
+                if client.post("/escalate", json=answer).status_code == 200:
+                    acknowledged.append(("escalation", decision["id"]))
+            except httpx.HTTPError:
+                return  # the server is gone
+
+
+def test_kill_9_under_load_loses_no_acknowledged_event(
+    serve: Callable[..., Server], intents: Path
+) -> None:
+    """With log.durability: ack, failover and answer-check events are committed before
+    their answer, like decisions: kill -9 loses none that was answered."""
+    server = serve()
+    stop = threading.Event()
+    acknowledged: list[tuple[str, str]] = []
+    workers = [
+        threading.Thread(target=hammer_events, args=(server.url, stop, acknowledged))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(3.0)
+    server.process.kill()
+    stop.set()
+    for worker in workers:
+        worker.join(30)
+    server.process.wait(30)
+    assert len(acknowledged) > 20, "the load did not run"
+    store = SQLiteStore(intents / "decisions.db")
+    try:
+        lost = [
+            (kind, decision_id)
+            for kind, decision_id in acknowledged
+            if kind not in {e.kind for e in store.events(decision_id=decision_id)}
+        ]
+    finally:
+        store.close()
+    assert lost == [], f"{len(lost)} of {len(acknowledged)} acknowledged events lost"

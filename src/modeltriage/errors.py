@@ -64,10 +64,12 @@ class MissingDependencyError(ModelTriageError):
 
 
 class InputError(ModelTriageError, ValueError):
-    """The request text is unusable (empty, too long)."""
+    """The request text is unusable (empty, too long). ``field``: the path of the request
+    field at fault, when one is (``("metadata",)``), so the service can point at it."""
 
-    def __init__(self, message: str, *, too_large: bool = False):
+    def __init__(self, message: str, *, too_large: bool = False, field: tuple[str | int, ...] = ()):
         self.too_large = too_large
+        self.field = field
         super().__init__(message)
 
 

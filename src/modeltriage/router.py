@@ -27,7 +27,13 @@ from modeltriage.core.index import (
     load_index,
     save_index,
 )
-from modeltriage.core.inputs import check_batch_bytes, check_text
+from modeltriage.core.inputs import (
+    check_batch_bytes,
+    check_choices,
+    check_name,
+    check_options,
+    check_text,
+)
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.options import NO_OPTIONS, Metadata, RouteOptions
 from modeltriage.core.policy import decide
@@ -374,6 +380,7 @@ class Router:
         return decisions
 
     def _constraints(self, options: RouteOptions, min_tier: str | None) -> Constraints:
+        check_options(options, self.config.limits)
         step = options.step
         if step is not None and step not in self.config.steps:
             known = ", ".join(sorted(self.config.steps)) or "none (router.yaml has no steps)"
@@ -412,6 +419,7 @@ class Router:
         """Attach a quality signal (0..1) to a logged decision; raises
         ``UnknownDecisionError`` for an id never logged, ``LogStoreError`` when logging is
         off. Every call adds a row: repeated feedback is kept with its time."""
+        check_name(model, self.config.limits, "model")
         self._records.feedback(decision_id, quality, source=source, model=model)
 
     def decision(self, decision_id: str) -> LogEntry:
@@ -435,6 +443,8 @@ class Router:
         or an :class:`Answer` with what else the caller knows (self-rated confidence,
         log-probabilities, finish reason, a second answer, the choices)."""
         checked = Answer(answer=answer) if isinstance(answer, str) else answer
+        check_choices(checked.choices, self.config.limits)
+        check_name(model, self.config.limits, "model")
         return escalate(
             self.config,
             self._records,

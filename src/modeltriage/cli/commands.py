@@ -196,13 +196,18 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         raise MissingDependencyError("uvicorn", "serve") from None
     if not 1 <= args.workers <= MAX_WORKERS:
         raise InputError(f"--workers must be from 1 to {MAX_WORKERS}, got {args.workers}")
+    import os
+
     from modeltriage.cli.serving import serve_plan
     from modeltriage.http.app import create_app, encoder_from_env
+    from modeltriage.http.header_guard import HEADER_TIMEOUT_ENV
     from modeltriage.http.observe import json_logging
     from modeltriage.reloader import ServingRouter
 
     # Checked before loading: an exposed open service or a bad keys file is one line.
     plan = serve_plan(args)
+    # What the header deadline of uvicorn's protocol (http/header_guard.py) reads.
+    os.environ[HEADER_TIMEOUT_ENV] = repr(plan.header_timeout_s)
     if plan.json_logs:
         json_logging()
     given = encoder is not None

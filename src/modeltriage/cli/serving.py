@@ -51,6 +51,13 @@ def add_serve_security_args(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="seconds an idle keep-alive connection stays open (default: %(default)s)",
     )
+    parser.add_argument(
+        "--timeout-headers",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to send a request line and headers, from connecting "
+        "or from its previous response; then 408 and closed (default: %(default)s)",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -69,12 +76,14 @@ class ServePlan:
     json_logs: bool
     uvicorn: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    header_timeout_s: float = 10.0
 
 
 def serve_plan(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServePlan:
     """The keys, origins and server settings ``serve`` runs with; an InputError when the
     flags would expose an open service."""
     from modeltriage.http.auth import CORS_ENV, ApiKeys
+    from modeltriage.http.header_guard import PROTOCOL
 
     env = dict(os.environ) if environ is None else environ
     keys = ApiKeys.load(args.keys_file, env)
@@ -95,17 +104,24 @@ def serve_plan(args: argparse.Namespace, environ: dict[str, str] | None = None) 
         raise InputError("--cors-origin: name each origin; `*` would let any web page call it")
     if not args.timeout_keep_alive > 0:
         raise InputError("--timeout-keep-alive must be more than 0 seconds")
-    settings: dict[str, Any] = {"timeout_keep_alive": args.timeout_keep_alive}
+    if not 0 < args.timeout_headers <= 3600:
+        raise InputError("--timeout-headers must be more than 0 and at most 3600 seconds")
+    # uvicorn waits for headers without a deadline: its protocol, with one (the workers
+    # of --workers N import it by name and read the deadline from their environment).
+    settings: dict[str, Any] = {"timeout_keep_alive": args.timeout_keep_alive, "http": PROTOCOL}
     if args.log_format == "json":
         # Logging is set up by the caller (observe.json_logging); uvicorn must not redo it.
         settings |= {"log_config": None, "access_log": False}
-    return ServePlan(keys, origins, args.log_format == "json", settings, warnings)
+    return ServePlan(
+        keys, origins, args.log_format == "json", settings, warnings, float(args.timeout_headers)
+    )
 
 
 def worker_environment(plan: ServePlan) -> dict[str, str]:
     """What ``serve --workers N`` puts in its workers' environment so each builds the same
     app: the keys (from the environment and ``--keys-file`` together) and the origins."""
     from modeltriage.http.auth import ADMIN_KEYS_ENV, CORS_ENV, ROUTE_KEYS_ENV
+    from modeltriage.http.header_guard import HEADER_TIMEOUT_ENV
     from modeltriage.http.observe import LOG_FORMAT_ENV
 
     return {
@@ -113,4 +129,5 @@ def worker_environment(plan: ServePlan) -> dict[str, str]:
         ADMIN_KEYS_ENV: ",".join(plan.keys.admin),
         CORS_ENV: ",".join(plan.cors_origins),
         LOG_FORMAT_ENV: "json" if plan.json_logs else "text",
+        HEADER_TIMEOUT_ENV: repr(plan.header_timeout_s),
     }

@@ -20,6 +20,13 @@ from pydantic import (
 from modeltriage.core.ann import IndexSettings
 from modeltriage.core.escalation_settings import EscalationSettings
 from modeltriage.core.lint_settings import LintSettings
+from modeltriage.core.options import (
+    CHOICES_CEILING,
+    METADATA_KEY_CHARS_CEILING,
+    METADATA_KEYS_CEILING,
+    METADATA_VALUE_BYTES_CEILING,
+    NAME_CHARS_CEILING,
+)
 
 Difficulty = Literal["easy", "moderate", "hard"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "moderate", "hard")
@@ -178,6 +185,31 @@ class Limits(Strict):
         gt=0,
         le=3600,
         description="seconds a client has to send a whole request body (408 beyond)",
+    )
+    max_metadata_keys: int = Field(
+        default=32, ge=0, le=METADATA_KEYS_CEILING, description="keys of a request's metadata"
+    )
+    max_metadata_key_chars: int = Field(
+        default=64, ge=1, le=METADATA_KEY_CHARS_CEILING, description="characters of a metadata key"
+    )
+    max_metadata_value_bytes: int = Field(
+        default=256,
+        ge=1,
+        le=METADATA_VALUE_BYTES_CEILING,
+        description="UTF-8 bytes of a metadata string value",
+    )
+    max_choices: int = Field(
+        default=26,
+        ge=1,
+        le=CHOICES_CEILING,
+        description="multiple-choice options of an answer check (/escalate `choices`): "
+        "matching costs options x answer length",
+    )
+    max_name_chars: int = Field(
+        default=200,
+        ge=1,
+        le=NAME_CHARS_CEILING,
+        description="characters of a name a request gives: a model, a step, a conversation id",
     )
 
 

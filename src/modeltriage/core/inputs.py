@@ -1,8 +1,15 @@
-"""Checks on what callers send, shared by routing, answer checks and evaluation."""
+"""Checks on what callers send, shared by routing, answer checks and evaluation.
+
+The configurable bounds of a request (router.yaml's ``limits:``: metadata, choices, name
+lengths) are checked here and nowhere else; the request models only hold the ceilings no
+configuration may pass (``core.options``)."""
 
 from __future__ import annotations
 
-from modeltriage.core.config import ModelSpec, RouterConfig
+from collections.abc import Sized
+
+from modeltriage.core.config import Limits, ModelSpec, RouterConfig
+from modeltriage.core.options import RouteOptions
 from modeltriage.errors import InputError
 
 
@@ -64,3 +71,55 @@ def check_model(config: RouterConfig, name: str, what: str | None = None) -> Mod
         known = ", ".join(m.name for m in config.models)
         where = "" if what is None else f"{what}: "
         raise InputError(f"{where}unknown model {name!r}; router.yaml defines {known}") from None
+
+
+def check_name(value: str | None, limits: Limits, field: str) -> None:
+    """A name a request gives (a model, a step, a conversation id): at most
+    ``limits.max_name_chars`` characters."""
+    if value is not None and len(value) > limits.max_name_chars:
+        raise InputError(
+            f"{field} has {len(value)} characters, over the limit of {limits.max_name_chars} "
+            "(limits.max_name_chars)",
+            field=(field,),
+        )
+
+
+def check_options(options: RouteOptions, limits: Limits) -> None:
+    """The options of a routing request within router.yaml's ``limits``: names and
+    metadata (its keys, their length, the bytes of each string value)."""
+    check_name(options.step, limits, "step")
+    check_name(options.conversation_id, limits, "conversation_id")
+    metadata = options.metadata
+    if not metadata:
+        return
+    if len(metadata) > limits.max_metadata_keys:
+        raise InputError(
+            f"metadata has {len(metadata)} keys, over the limit of {limits.max_metadata_keys} "
+            "(limits.max_metadata_keys)",
+            field=("metadata",),
+        )
+    for key, value in metadata.items():
+        if len(key) > limits.max_metadata_key_chars:
+            raise InputError(
+                f"a metadata key has {len(key)} characters, over the limit of "
+                f"{limits.max_metadata_key_chars} (limits.max_metadata_key_chars)",
+                field=("metadata",),
+            )
+        # RouteOptions has refused lone surrogates already: the encoding cannot fail.
+        size = len(value.encode("utf-8")) if isinstance(value, str) else 0
+        if size > limits.max_metadata_value_bytes:
+            raise InputError(
+                f"a metadata value has {size} UTF-8 bytes, over the limit of "
+                f"{limits.max_metadata_value_bytes} (limits.max_metadata_value_bytes)",
+                field=("metadata", key),
+            )
+
+
+def check_choices(choices: Sized | None, limits: Limits) -> None:
+    """An answer check's multiple-choice options: at most ``limits.max_choices``."""
+    if choices is not None and len(choices) > limits.max_choices:
+        raise InputError(
+            f"choices has {len(choices)} options, over the limit of {limits.max_choices} "
+            "(limits.max_choices)",
+            field=("choices",),
+        )

@@ -21,19 +21,24 @@ from pydantic import (
 
 from modeltriage.errors import InputError
 
-MAX_METADATA_KEYS = 32
-MAX_METADATA_KEY_CHARS = 64
-MAX_METADATA_VALUE_BYTES = 256
+# The most any router.yaml may allow (the `le` of the `limits:` fields): the request
+# models hold these, so a request is bounded before router.yaml is read; the configured
+# limits themselves are checked in one place, core.inputs.check_options.
+METADATA_KEYS_CEILING = 1024
+METADATA_KEY_CHARS_CEILING = 256
+METADATA_VALUE_BYTES_CEILING = 65_536
+NAME_CHARS_CEILING = 1000
+CHOICES_CEILING = 1024
 
 
 def _short_value(value: str) -> str:
-    """A metadata string of at most MAX_METADATA_VALUE_BYTES UTF-8 bytes."""
+    """A metadata string: valid Unicode, at most METADATA_VALUE_BYTES_CEILING bytes."""
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError("not valid Unicode (it contains a lone surrogate)") from None
-    if size > MAX_METADATA_VALUE_BYTES:
-        raise ValueError(f"a metadata value has at most {MAX_METADATA_VALUE_BYTES} UTF-8 bytes")
+    if size > METADATA_VALUE_BYTES_CEILING:
+        raise ValueError(f"a metadata value has at most {METADATA_VALUE_BYTES_CEILING} UTF-8 bytes")
     return value
 
 
@@ -44,14 +49,15 @@ MetadataValue = (
     | StrictBool
     | None
 )
-MetadataKey = Annotated[StrictStr, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS)]
+MetadataKey = Annotated[StrictStr, Field(min_length=1, max_length=METADATA_KEY_CHARS_CEILING)]
 Metadata = Annotated[
     dict[MetadataKey, MetadataValue],
     Field(
-        max_length=MAX_METADATA_KEYS,
-        description=f"stored with the logged decision (tenant, conversation...): at most "
-        f"{MAX_METADATA_KEYS} keys of {MAX_METADATA_KEY_CHARS} characters, each string value "
-        f"at most {MAX_METADATA_VALUE_BYTES} UTF-8 bytes",
+        max_length=METADATA_KEYS_CEILING,
+        description="stored with the logged decision (tenant, conversation...): at most "
+        "limits.max_metadata_keys keys (default 32) of limits.max_metadata_key_chars "
+        "characters (default 64), each string value at most limits.max_metadata_value_bytes "
+        "UTF-8 bytes (default 256)",
     ),
 ]
 
@@ -113,12 +119,14 @@ class RouteOptions(CallerInput):
         default=None, description="only models whose estimated cost is within it"
     )
     step: StrictStr | None = Field(
-        default=None, max_length=200, description="a pipeline step of router.yaml's `steps`"
+        default=None,
+        max_length=NAME_CHARS_CEILING,
+        description="a pipeline step of router.yaml's `steps`",
     )
     conversation_id: StrictStr | None = Field(
         default=None,
         min_length=1,
-        max_length=200,
+        max_length=NAME_CHARS_CEILING,
         description="with conversation.sticky: the conversation does not go down tiers",
     )
     metadata: Metadata | None = None

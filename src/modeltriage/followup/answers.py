@@ -37,7 +37,7 @@ from modeltriage.core.escalation_settings import (
     Signal,
 )
 from modeltriage.core.inputs import check_model
-from modeltriage.core.options import CallerInput, fits_a_float
+from modeltriage.core.options import CHOICES_CEILING, CallerInput, fits_a_float
 from modeltriage.errors import InputError
 
 Choices = Sequence[str] | Mapping[str, str]
@@ -46,8 +46,8 @@ LogProb = Annotated[
 ]
 
 
-# Matching an answer against the choices costs choices x answer length: both are bounded.
-MAX_CHOICES = 26
+# Matching an answer against the choices costs choices x answer length: both are bounded
+# (the count by limits.max_choices, checked by core.inputs.check_choices).
 ChoiceLabel = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 ChoiceText = Annotated[StrictStr, Field(max_length=1000)]
 
@@ -70,13 +70,14 @@ class Answer(CallerInput):
         default=None, description="a second cheap model's answer to the same request"
     )
     choices: (
-        Annotated[list[ChoiceLabel], Field(max_length=MAX_CHOICES)]
-        | Annotated[dict[ChoiceLabel, ChoiceText], Field(max_length=MAX_CHOICES)]
+        Annotated[list[ChoiceLabel], Field(max_length=CHOICES_CEILING)]
+        | Annotated[dict[ChoiceLabel, ChoiceText], Field(max_length=CHOICES_CEILING)]
         | None
     ) = Field(
         default=None,
         description="multiple-choice labels, or labels with option texts: the answer must "
-        "pick one, and a second answer is compared by the choice picked; at most 26, a label "
+        "pick one, and a second answer is compared by the choice picked; at most "
+        "limits.max_choices (default 26), a label "
         "at most 64 characters, an option text at most 1000",
         examples=[["A", "B", "C", "D"], {"A": "Ian", "B": "Dennis"}],
     )

@@ -50,7 +50,9 @@ class DecisionRecords:
         return logger.store.events(decision_id=logged.decision_id)
 
     def record(self, event: EventEntry) -> None:
-        """Queue an event off the request path, like decisions; without a log it is
-        dropped, and a full queue drops and counts it."""
+        """Log an event as decisions are logged: with ``log.durability: ack`` it is
+        committed before this returns (or ``LogStoreError``: the caller must not report
+        it done); with ``async`` it is queued, and a full queue drops and counts it.
+        Without a log it is dropped."""
         if self.logger is not None:
-            self.logger.submit(event)
+            self.logger.record(event)

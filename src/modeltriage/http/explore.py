@@ -17,6 +17,7 @@ from modeltriage.core.decision import Decision, Reason
 from modeltriage.core.options import RouteOptions
 from modeltriage.errors import InputError
 from modeltriage.http.auth import require_admin, require_route
+from modeltriage.http.error_responses import error_docs
 from modeltriage.http.explore_schemas import (
     ApplyRequest,
     ApplyResponse,
@@ -52,7 +53,12 @@ REASONS: tuple[Reason, ...] = (
     "over_budget",
 )
 
-explore = APIRouter(prefix="/explore", tags=["explorer"], dependencies=[Depends(require_route)])
+explore = APIRouter(
+    prefix="/explore",
+    tags=["explorer"],
+    dependencies=[Depends(require_route)],
+    responses=error_docs(401, 503),
+)
 
 
 def samples(request: Request) -> SampleCache:
@@ -210,10 +216,7 @@ def as_yaml(body: ApplyRequest, request: Request) -> YamlResponse:
     response_model=ApplyResponse,
     summary="Write the thresholds into router.yaml, keeping a backup (admin key needed)",
     dependencies=[Depends(require_admin)],
-    responses={
-        401: {"description": "no admin key given, or a wrong one"},
-        403: {"description": "no admin key is configured on the server"},
-    },
+    responses=error_docs(401, 403),
 )
 def apply(body: ApplyRequest, request: Request) -> ApplyResponse:
     settings, yaml = _yaml(request, body)

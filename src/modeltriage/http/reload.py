@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from modeltriage.errors import MissingDependencyError
 from modeltriage.http.auth import require_admin
+from modeltriage.http.error_responses import error_docs
 from modeltriage.http.schemas import ReloadHealth, ReloadResponse
 from modeltriage.reloader import ReloadOutcome, ServingRouter
 
@@ -65,7 +66,13 @@ def reload_health(app: FastAPI) -> ReloadHealth:
     response_model=ReloadResponse,
     dependencies=[Depends(require_admin)],
     summary="Load the intent files again; on an error the running router keeps serving",
-    responses={409: {"description": "the new files were refused; the old router serves"}},
+    responses={
+        **error_docs(401, 403, 503),
+        409: {
+            "model": ReloadResponse,
+            "description": "the new files were refused; the old router serves",
+        },
+    },
 )
 def admin_reload(request: Request) -> JSONResponse:
     outcome = reload_now(request.app, "api")

@@ -15,9 +15,11 @@ from fastapi.responses import JSONResponse
 
 from modeltriage import __version__
 from modeltriage.core.decision import Decision
+from modeltriage.core.options import NAME_CHARS_CEILING
 from modeltriage.errors import InputError, LogStoreError
 from modeltriage.http.auth import require_admin, require_route
 from modeltriage.http.batcher import MicroBatcher
+from modeltriage.http.error_responses import error_docs
 from modeltriage.http.metrics import CONTENT_TYPE, ServiceMetrics
 from modeltriage.http.reload import reload_health
 from modeltriage.http.schemas import (
@@ -45,12 +47,13 @@ from modeltriage.log.urls import store_kind
 from modeltriage.router import Router
 
 _log = logging.getLogger(__name__)
-ModelPath = Annotated[str, Path(min_length=1, max_length=200)]
+ModelPath = Annotated[str, Path(min_length=1, max_length=NAME_CHARS_CEILING)]
 DecisionId = Annotated[str, Path(min_length=1, max_length=100)]
 
 api = APIRouter()
-routed = APIRouter(dependencies=[Depends(require_route)])
-admin = APIRouter(dependencies=[Depends(require_admin)])
+# Any endpoint may find the decision log unavailable or the service overloaded (503).
+routed = APIRouter(dependencies=[Depends(require_route)], responses=error_docs(401, 503))
+admin = APIRouter(dependencies=[Depends(require_admin)], responses=error_docs(401, 403, 503))
 
 
 def current(request: Request) -> Router:
@@ -116,6 +119,7 @@ def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     "/escalate",
     response_model=EscalateResponse,
     summary="Check a cheap model's answer: escalate it, and to which model?",
+    responses=error_docs(404),
 )
 def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
     result = current(request).escalate(
@@ -134,6 +138,7 @@ def escalate(body: EscalateRequest, request: Request) -> EscalateResponse:
     "/next-model",
     response_model=NextModelResponse,
     summary="A model failed: which model of the decision's chain to try next",
+    responses=error_docs(404),
 )
 def failover(body: NextModelRequest, request: Request) -> NextModelResponse:
     router = current(request)

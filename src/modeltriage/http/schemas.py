@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from modeltriage.core.decision import Decision, Message
 from modeltriage.core.escalation_settings import Signal
-from modeltriage.core.options import RouteOptions
+from modeltriage.core.options import NAME_CHARS_CEILING, RouteOptions
 from modeltriage.followup.answers import Answer
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 
@@ -36,7 +36,8 @@ class BatchRouteRequest(Body, RouteOptions):
     texts: Annotated[list[StrictStr], Field(min_length=1)]
 
 
-ModelName = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+# The ceiling: limits.max_name_chars (default 200) is checked by the library.
+ModelName = Annotated[StrictStr, Field(min_length=1, max_length=NAME_CHARS_CEILING)]
 
 
 class NextModelRequest(BaseModel):

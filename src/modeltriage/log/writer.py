@@ -5,8 +5,9 @@ and what cannot be written is spooled to a file.
 (:class:`~modeltriage.log.store.LogStore`, see :func:`~modeltriage.log.store.open_store`)
 so logging never slows routing down (``durability="async"``: a hard kill loses at most the
 last ``flush_interval_s`` of decisions), or, with ``durability="ack"``, makes each caller of
-:meth:`DecisionLogger.log_all` wait until its entries are committed: concurrent callers
-share one commit (group commit). :func:`write_spool` and :func:`read_spool` keep what
+:meth:`DecisionLogger.log_all` (decisions) and :meth:`DecisionLogger.record` (failover and
+answer-check events) wait until its entries are committed: concurrent callers share one
+commit (group commit). :func:`write_spool` and :func:`read_spool` keep what
 it cannot write, to be replayed with :func:`~modeltriage.log.store.write_entries`.
 """
 
@@ -212,20 +213,31 @@ class DecisionLogger:
             LogEntry.from_decision(decision, text, store_text=self.store_text, metadata=metadata)
             for decision, text, metadata in logged
         ]
+        return self.write_all(entries, "decision")
+
+    def record(self, event: EventEntry) -> bool:
+        """Log an event (a failover, an answer check) as decisions are logged: with
+        ``durability="ack"``, return once it is committed, or raise LogStoreError."""
+        return self.write_all([event], "event")
+
+    def write_all(self, entries: Sequence[Entry], what: str = "entry") -> bool:
+        """Submit ``entries``; with ``durability="async"``, False when one was dropped;
+        with ``ack``, wait until all are committed (sharing the commit with concurrent
+        callers), or raise LogStoreError naming ``what`` was not logged."""
         accepted = all([self.submit(entry) for entry in entries])
         if self.durability == "async":
             return accepted
         if not accepted:
             raise LogStoreError(
                 f"the log queue is full ({self._queue_size} entries, log.queue_size): "
-                "the decision was not logged",
+                f"the {what} was not logged",
                 self.store.url,
             )
         with self._cond:
             target = self._accepted
         if not self._wait_finished(target, self.ack_timeout_s):
             raise LogStoreError(
-                f"the decision was not committed within {self.ack_timeout_s:g} s "
+                f"the {what} was not committed within {self.ack_timeout_s:g} s "
                 f"(log.ack_timeout_s); last error: {self.last_error}",
                 self.store.url,
             )
