@@ -207,7 +207,9 @@ def test_the_real_encoder_deployment_routes_the_shipped_intents(
     _deploy(cluster.config(intents, env))
     try:
         response = httpx.post(
-            f"{cluster.base}/route", json={"text": "what time does your store open on saturday"}, timeout=60
+            f"{cluster.base}/route",
+            json={"text": "what time does your store open on saturday"},
+            timeout=60,
         )
         assert response.status_code == 200, response.text
         assert response.json()["intent"] == "store_hours"
@@ -247,9 +249,9 @@ def test_bad_application_args_are_one_line(args: dict[str, Any], match: str) -> 
 
 
 def test_an_intents_dir_without_router_yaml_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no router.yaml"):
+    with pytest.raises(ConfigError, match=r"no router\.yaml"):
         build_app({"intents_dir": str(tmp_path)})
-    with pytest.raises(ConfigError, match="no router.yaml"):
+    with pytest.raises(ConfigError, match=r"no router\.yaml"):
         build_app({"intents_dir": "\ud800"})
 
 
@@ -317,3 +319,43 @@ def test_serve_ray_without_ray_names_the_extra(tiny_dir: Path) -> None:
     assert done.stderr.strip() == (
         "modeltriage: error: ray is not installed; install it with: pip install 'modeltriage[ray]'"
     )
+
+
+class _Response:
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+
+    def result(self, timeout_s: float) -> Any:
+        assert timeout_s > 0
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+class _Handle:
+    """Stands in for the encoder deployment's handle: `handle.encode.remote(texts)`."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.encode = self
+        self.outcome = outcome
+
+    def remote(self, texts: list[str]) -> _Response:
+        return _Response(self.outcome)
+
+
+def test_the_handle_encoder_returns_float32_rows() -> None:
+    from modeltriage.http.ray_app import HandleEncoder
+
+    encoder = HandleEncoder(_Handle([[1.0, 0.0], [0.0, 1.0]]), "fake", 2)  # type: ignore[arg-type]
+    vectors = encoder.encode(["a", "b"])
+    assert vectors.dtype.name == "float32" and vectors.shape == (2, 2)
+    assert (encoder.model_id, encoder.dim) == ("fake", 2)
+
+
+def test_an_encoder_deployment_that_does_not_answer_is_a_503() -> None:
+    from modeltriage.errors import OverloadedError
+    from modeltriage.http.ray_app import HandleEncoder
+
+    encoder = HandleEncoder(_Handle(TimeoutError("no answer")), "fake", 2)  # type: ignore[arg-type]
+    with pytest.raises(OverloadedError, match="encoder deployment did not answer"):
+        encoder.encode(["a"])
