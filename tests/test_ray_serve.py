@@ -352,10 +352,16 @@ def test_the_handle_encoder_returns_float32_rows() -> None:
     assert (encoder.model_id, encoder.dim) == ("fake", 2)
 
 
-def test_an_encoder_deployment_that_does_not_answer_is_a_503() -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [TimeoutError("no answer"), ray.exceptions.RayError("replica died\ntraceback...")],
+)
+def test_an_encoder_deployment_that_does_not_answer_is_a_503(failure: Exception) -> None:
     from modeltriage.errors import OverloadedError
     from modeltriage.http.ray_app import HandleEncoder
 
-    encoder = HandleEncoder(_Handle(TimeoutError("no answer")), "fake", 2)  # type: ignore[arg-type]
-    with pytest.raises(OverloadedError, match="encoder deployment did not answer"):
+    encoder = HandleEncoder(_Handle(failure), "fake", 2)  # type: ignore[arg-type]
+    with pytest.raises(OverloadedError, match="encoder deployment did not answer") as raised:
         encoder.encode(["a"])
+    assert "\n" not in str(raised.value)
+    assert encoder.encode([]).shape == (0, 2)  # nothing to encode: no call at all

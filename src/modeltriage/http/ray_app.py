@@ -35,7 +35,8 @@ from modeltriage.router import encoder_for
 
 try:
     from ray import serve
-    from ray.serve.exceptions import BackPressureError
+    from ray.exceptions import RayError
+    from ray.serve.exceptions import RayServeException
     from ray.serve.handle import DeploymentHandle
 except ImportError:  # pragma: no cover - exercised in a subprocess without ray
     raise MissingDependencyError("ray", "ray") from None
@@ -119,10 +120,15 @@ class HandleEncoder:
         return self._dim
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
         try:
             vectors = self._handle.encode.remote(list(texts)).result(timeout_s=ENCODE_TIMEOUT_S)
-        except (TimeoutError, BackPressureError) as exc:
-            raise OverloadedError(f"the encoder deployment did not answer: {exc}") from None
+        except (TimeoutError, RayError, RayServeException) as exc:
+            # Slow, overloaded, restarting or failed: a 503 the client may retry, never a
+            # 500. Ray's message is many lines; its first names the cause.
+            cause = str(exc).strip().splitlines()[:1] or [type(exc).__name__]
+            raise OverloadedError(f"the encoder deployment did not answer: {cause[0]}") from None
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
