@@ -109,7 +109,7 @@ def test_the_version_is_the_package_metadata() -> None:
 def test_import_is_cheap() -> None:
     code = (
         "import sys, modeltriage\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', 'fastapi', 'transformers', 'onnxruntime', 'onnx', 'tokenizers')"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', 'fastapi', 'transformers', 'onnxruntime', 'onnx', 'tokenizers', 'ray')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

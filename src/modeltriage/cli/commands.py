@@ -212,6 +212,8 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
         json_logging()
     given = encoder is not None
     encoder = encoder_from_env() if encoder is None else encoder
+    if args.ray:
+        return _serve_ray(args, encoder, plan, injected=given)
     if args.workers > 1:
         return _serve_workers(args, encoder, plan, injected=given)
     # Load before starting the server so a bad config is a one-line error, not a trace.
@@ -266,28 +268,13 @@ def _serve_workers(
     uvicorn's supervisor run N workers, each loading the built index memory-mapped and
     writing the shared decision log; it restarts a worker that dies."""
     import os
-    from pathlib import Path
 
     import uvicorn
 
-    from modeltriage.cli.serving import worker_environment
-    from modeltriage.http.app import INTENTS_ENV, WORKERS_ENV
-    from modeltriage.router import Router
+    from modeltriage.http.app import WORKERS_ENV
 
-    if injected:
-        raise InputError(
-            "an encoder object cannot reach worker processes: name its factory in "
-            "$MODELTRIAGE_ENCODER_FACTORY (module:callable) instead"
-        )
-    # The parent builds a missing or stale index and migrates the log before any worker
-    # starts: workers only load, so N of them never race to build.
-    with Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build) as router:
-        manifest = router.manifest
-    del router, encoder
-    os.environ[INTENTS_ENV] = str(Path(args.intents).resolve())
+    manifest = _build_for_workers(args, encoder, plan, injected=injected)
     os.environ[WORKERS_ENV] = str(args.workers)
-    # Workers are new processes: they read the keys and origins the plan settled on.
-    os.environ.update(worker_environment(plan))
     print(
         f"modeltriage: {manifest.intents} intents, index {manifest.version}; {args.workers} "
         f"workers serving on http://{args.host}:{args.port} (docs at /docs)",
@@ -301,6 +288,63 @@ def _serve_workers(
         port=args.port,
         **plan.uvicorn,
     )
+    return 0
+
+
+def _build_for_workers(
+    args: argparse.Namespace, encoder: Encoder | None, plan: ServePlan, *, injected: bool
+) -> Manifest:
+    """What ``--workers N`` and ``--ray`` do first: build (once, here) and check the index
+    and the log, then put in the environment what each worker or replica reads."""
+    import os
+    from pathlib import Path
+
+    from modeltriage.cli.serving import worker_environment
+    from modeltriage.http.app import INTENTS_ENV
+    from modeltriage.router import Router
+
+    if injected:
+        raise InputError(
+            "an encoder object cannot reach worker processes: name its factory in "
+            "$MODELTRIAGE_ENCODER_FACTORY (module:callable) instead"
+        )
+    # The parent builds a missing or stale index and migrates the log before any worker
+    # starts: workers only load, so N of them never race to build.
+    with Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build) as router:
+        manifest = router.manifest
+    os.environ[INTENTS_ENV] = str(Path(args.intents).resolve())
+    # Workers are new processes: they read the keys and origins the plan settled on.
+    os.environ.update(worker_environment(plan))
+    return manifest
+
+
+def _serve_ray(
+    args: argparse.Namespace, encoder: Encoder | None, plan: ServePlan, *, injected: bool
+) -> int:
+    """``serve --ray``: check the Ray Serve config, build the index here, then deploy the
+    config on a local single-node Ray until SIGINT or SIGTERM."""
+    from pathlib import Path
+
+    if args.workers != 1:
+        raise InputError("--ray runs Ray Serve replicas: set them in --ray-config, not --workers")
+    if args.watch or args.keep_last_good:
+        raise InputError("--watch and --keep-last-good are not available with --ray")
+    from modeltriage.http import ray_run
+
+    config = ray_run.read_serve_config(args.ray_config)
+    config = ray_run.with_overrides(
+        config, intents_dir=Path(args.intents).resolve(), host=args.host, port=args.port
+    )
+    schema = ray_run.checked(config, args.ray_config)
+    manifest = _build_for_workers(args, encoder, plan, injected=injected)
+    print(
+        f"modeltriage: {manifest.intents} intents, index {manifest.version}; starting Ray "
+        f"Serve from {args.ray_config} on http://{args.host}:{args.port}",
+        file=sys.stderr,
+    )
+    for warning in plan.warnings:
+        print(f"modeltriage: warning: {warning}", file=sys.stderr)
+    ray_run.serve_until_stopped(schema, args.ray_config)
     return 0
 
 

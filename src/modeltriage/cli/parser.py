@@ -179,6 +179,18 @@ def _add_serve(sub: SubParsers) -> None:
         help="worker processes sharing the built index and the decision log (default: 1)",
     )
     p.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on a local single-node Ray Serve (the `ray` extra): --ray-config's "
+        "applications, as Ray's `serve run` would, with --intents, --host and --port",
+    )
+    p.add_argument(
+        "--ray-config",
+        type=Path,
+        default=Path("deploy/ray/serve.yaml"),
+        help="the Ray Serve config --ray deploys (default: %(default)s)",
+    )
+    p.add_argument(
         "--no-build",
         action="store_true",
         help="fail instead of building a missing or stale index",
