@@ -328,6 +328,44 @@ class AdapterSettings(Strict):
         )
 
 
+class OutOfScopeSettings(Strict):
+    """The out-of-scope floor calibrated from the exemplars at build time
+    (:mod:`modeltriage.core.out_of_scope`). Part of the index: changing any of these makes
+    the index stale. A request whose top similarity is under the floor is ``no_match``,
+    as under ``thresholds.min_similarity`` (the higher of the two applies)."""
+
+    calibrate: bool = Field(
+        default=True,
+        description="hold out a share of each intent's exemplars at build time and set the "
+        "floor where it turns away reject_share of them; false: min_similarity alone",
+    )
+    reject_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="share of held-out exemplars (standing for in-scope requests) the "
+        "floor may turn away: higher catches more out-of-scope requests and loses more "
+        "in-scope ones",
+    )
+    hold_out: float = Field(
+        default=0.1,
+        gt=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="share of each intent's exemplars held out to calibrate on (at least "
+        "one, never an intent's last)",
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="picks the held-out exemplars")
+
+    @property
+    def key(self) -> str:
+        """Recorded in the index manifest: other settings mean another floor."""
+        if not self.calibrate:
+            return "off"
+        return f"held-out:share={self.reject_share:g},hold_out={self.hold_out:g},seed={self.seed}"
+
+
 # A year: far beyond any outage a cooldown stands for, and far below the clock's range
 # (a mark ends at a datetime, which stops at the year 9999).
 MAX_COOLDOWN_S = 365 * 24 * 3600.0
@@ -419,6 +457,7 @@ class RouterConfig(Strict):
     encoder: EncoderSettings = EncoderSettings()
     serving: ServingSettings = ServingSettings()
     adapter: AdapterSettings = AdapterSettings()
+    out_of_scope: OutOfScopeSettings = OutOfScopeSettings()
     health: HealthSettings = HealthSettings()
     conversation: ConversationSettings = ConversationSettings()
     steps: dict[Name, Step] = Field(
