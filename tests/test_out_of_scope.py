@@ -158,6 +158,19 @@ def test_build_records_the_floor_and_routing_applies_it(tmp_path: Path) -> None:
     assert build_index(intents_dir, encoder).oos_floor == manifest.oos_floor
 
 
+def test_single_exemplar_intents_build_without_a_floor_and_stay_current(tmp_path: Path) -> None:
+    singles = {
+        "a.yaml": "name: a\ndifficulty: easy\nexemplars: [what are your opening hours]\n",
+        "b.yaml": "name: b\ndifficulty: easy\nexemplars: [I want a refund]\n",
+    }
+    intents_dir = write_intents(tmp_path / "intents", singles, CALIBRATED)
+    encoder = HashingEncoder()
+    manifest = build_index(intents_dir, encoder)
+    assert manifest.out_of_scope != "off" and manifest.oos_floor is None
+    router = Router.load(intents_dir, encoder=encoder, log=False)  # not stale
+    assert router.manifest.built_at == manifest.built_at
+
+
 def test_a_changed_setting_makes_the_index_stale(tmp_path: Path) -> None:
     intents_dir = write_intents(tmp_path / "intents", TINY_INTENTS, CALIBRATED)
     encoder = HashingEncoder()

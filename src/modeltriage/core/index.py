@@ -298,7 +298,9 @@ def build_in_memory(
         recall=recall,
         recall_k=None if recall is None else min(settings.recall_k, len(rows)),
         **_adapter_fields(adapting, adapter),
-        out_of_scope=oos.key if calibration is not None else "off",
+        # The settings' key even when nothing could be held out (no floor then): the
+        # index matches its config, and is not rebuilt on every load.
+        out_of_scope=oos.key,
         oos_floor=None if calibration is None else calibration.floor,
         oos_held_out=None if calibration is None else calibration.held_out,
         oos_median=None if calibration is None else calibration.median,
