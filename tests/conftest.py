@@ -32,6 +32,7 @@ thresholds:
   min_similarity: 0.2
 scoring: {top_k: 10, aggregation: max}  # margins above are cosine gaps
 adapter: {enabled: false}  # raw cosines: the similarities tests assert; test_adapter turns it on
+out_of_scope: {calibrate: false}  # min_similarity alone; test_out_of_scope calibrates
 """
 
 TORCH_BACKEND = "encoder: {backend: torch}\n"

@@ -81,6 +81,7 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
         intent_set.config.scoring,
         intent_set.config.index,
         intent_set.config.adapter,
+        intent_set.config.out_of_scope,
     )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
@@ -123,14 +124,16 @@ def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool)
     base = Path(".") if intent_set.source is None else intent_set.source
     scoring = intent_set.config.scoring
     settings = intent_set.config.index
-    adapter = intent_set.config.adapter
+    adapter, oos = intent_set.config.adapter, intent_set.config.out_of_scope
     try:
-        return load_index(intent_set.index_path, rows, encoder, base, scoring, settings, adapter)
+        return load_index(
+            intent_set.index_path, rows, encoder, base, scoring, settings, adapter, oos
+        )
     except IndexStateError:
         if not build_if_needed:
             raise
     cached = CachedExemplarEncoder(encoder, intent_set.index_path)
-    index = build_in_memory(rows, cached, FaissIndex, scoring, settings, adapter)
+    index = build_in_memory(rows, cached, FaissIndex, scoring, settings, adapter, oos)
     return replace(index, build=save_index(index, intent_set.index_path).name)
 
 
@@ -200,7 +203,13 @@ class Router:
         rows = exemplar_rows(intent_set.intents)
         config = intent_set.config
         index = build_in_memory(
-            rows, encoder, factory, config.scoring, config.index, config.adapter
+            rows,
+            encoder,
+            factory,
+            config.scoring,
+            config.index,
+            config.adapter,
+            config.out_of_scope,
         )
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
@@ -336,6 +345,7 @@ class Router:
         config = self.config
         vectors = self._queries.encode([config.scoring.view(t) for t in texts])
         all_neighbours = self._index.neighbours(vectors, config.scoring.top_k)
+        oos_floor = self._index.manifest.oos_floor
         verdicts = [
             decide(
                 neighbours,
@@ -343,6 +353,7 @@ class Router:
                 self._intents,
                 estimate_tokens(text, config.cost.chars_per_token),
                 constraint,
+                oos_floor,
             )
             for text, neighbours, constraint in zip(texts, all_neighbours, constraints, strict=True)
         ]

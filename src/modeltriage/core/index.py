@@ -31,11 +31,12 @@ from pydantic import BaseModel, ConfigDict
 
 from modeltriage.core.adapter import Adapter, TrainSettings, normalise_rows, train_adapter
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
-from modeltriage.core.config import AdapterSettings, Difficulty, Scoring
+from modeltriage.core.config import AdapterSettings, Difficulty, OutOfScopeSettings, Scoring
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index_builds import stamp, write_build, write_json
 from modeltriage.core.intents import Intent
+from modeltriage.core.out_of_scope import calibrate_index_floor
 from modeltriage.errors import IndexMissingError, MissingDependencyError, StaleIndexError
 
 FORMAT_VERSION = 1
@@ -86,6 +87,12 @@ class Manifest(BaseModel):
     adapter_weight_decay: float | None = None
     adapter_cv_accuracy: float | None = None
     adapter_cv_identity_accuracy: float | None = None
+    # The out-of-scope floor calibrated on held-out exemplars (OutOfScopeSettings.key,
+    # "off" without one), and how many exemplars it was measured on.
+    out_of_scope: str = "off"
+    oos_floor: float | None = None
+    oos_held_out: int | None = None
+    oos_median: float | None = None
 
     @property
     def version(self) -> str:
@@ -247,9 +254,11 @@ def build_in_memory(
     scoring: Scoring | None = None,
     index_settings: IndexSettings | None = None,
     adapter_settings: AdapterSettings | None = None,
+    oos_settings: OutOfScopeSettings | None = None,
 ) -> LoadedIndex:
     """Embed ``rows``; with ``adapter_settings`` enabled (off when None), train the
-    adapter on the vectors and index them through it."""
+    adapter on the vectors and index them through it; with ``oos_settings`` calibrating
+    (off when None), calibrate the out-of-scope floor on held-out exemplars."""
     scoring = Scoring() if scoring is None else scoring
     settings = IndexSettings() if index_settings is None else index_settings
     adapting = AdapterSettings(enabled=False) if adapter_settings is None else adapter_settings
@@ -260,8 +269,14 @@ def build_in_memory(
             f"expected ({len(rows)}, {encoder.dim})"
         )
     adapter = None
+    oos = OutOfScopeSettings(calibrate=False) if oos_settings is None else oos_settings
+    intents = [r.intent for r in rows]
     if adapting.enabled:
-        adapter = train_adapter(vectors, [r.intent for r in rows], train_settings(adapting))
+        adapter = train_adapter(vectors, intents, train_settings(adapting))
+    # The floor's own adapter reuses the weight decay cross-validation chose.
+    refit = None if adapter is None else train_settings(adapting, adapter.weight_decay)
+    calibration = calibrate_index_floor(vectors, intents, oos, refit)
+    if adapter is not None:
         vectors = adapter.apply(vectors)
     plan = plan_for(len(rows), settings)
     recall = None
@@ -283,14 +298,23 @@ def build_in_memory(
         recall=recall,
         recall_k=None if recall is None else min(settings.recall_k, len(rows)),
         **_adapter_fields(adapting, adapter),
+        # The settings' key even when nothing could be held out (no floor then): the
+        # index matches its config, and is not rebuilt on every load.
+        out_of_scope=oos.key,
+        oos_floor=None if calibration is None else calibration.floor,
+        oos_held_out=None if calibration is None else calibration.held_out,
+        oos_median=None if calibration is None else calibration.median,
     )
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest, adapter=adapter)
 
 
-def train_settings(settings: AdapterSettings) -> TrainSettings:
+def train_settings(settings: AdapterSettings, decay: float | None = None) -> TrainSettings:
+    """The adapter's training settings; ``decay``: that weight decay only, no
+    cross-validation."""
+    decays = settings.weight_decays if decay is None else (decay,)
     return TrainSettings(
-        weight_decays=settings.weight_decays,
-        weight_decay=settings.weight_decays[0],
+        weight_decays=decays,
+        weight_decay=decays[0],
         epochs=settings.epochs,
         min_steps=settings.min_steps,
         batch_size=settings.batch_size,
@@ -365,20 +389,23 @@ def load_index(
     scoring: Scoring | None = None,
     index_settings: IndexSettings | None = None,
     adapter_settings: AdapterSettings | None = None,
+    oos_settings: OutOfScopeSettings | None = None,
 ) -> LoadedIndex:
     """Load the current build, refusing one that does not match ``rows``, ``encoder`` (not
     checked when None: a caller that only reads the stored vectors back), the
-    index type ``index_settings`` ask for and the adapter settings (off when None), or whose
-    adapter.npy is not the one recorded."""
+    index type ``index_settings`` ask for, the adapter and out-of-scope settings (off when
+    None), or whose adapter.npy is not the one recorded."""
     view_key = (Scoring() if scoring is None else scoring).view_key
-    adapter_key = "off" if adapter_settings is None else adapter_settings.key
+    oos_key = "off" if oos_settings is None else oos_settings.key
     hint = _rebuild_hint(intents_dir)
     try:
         build, manifest = read_manifest(index_dir)
     except IndexMissingError as exc:
         raise IndexMissingError(f"{exc}; {hint}") from None
     adapter_key = "off" if adapter_settings is None else adapter_settings.key
-    problem = manifest_problem(manifest, rows, view_key, encoder, index_settings, adapter_key)
+    problem = manifest_problem(
+        manifest, rows, view_key, encoder, index_settings, adapter_key, oos_key
+    )
     if problem is not None:
         raise StaleIndexError(f"index in {index_dir} {problem}; {hint}")
     return _read_build(build, manifest, rows, hint)
@@ -391,7 +418,9 @@ def load_build(
     its adapter is whatever the build was made with."""
     _, manifest = read_build_manifest(build)
     view_key = (Scoring() if scoring is None else scoring).view_key
-    problem = manifest_problem(manifest, rows, view_key, encoder, adapter_key=manifest.adapter)
+    problem = manifest_problem(
+        manifest, rows, view_key, encoder, None, manifest.adapter, manifest.out_of_scope
+    )
     if problem is not None:
         raise StaleIndexError(f"index build {build} {problem}")
     return _read_build(build, manifest, rows, "rebuild it")
@@ -441,6 +470,7 @@ def manifest_problem(
     encoder: Encoder | None = None,
     index_settings: IndexSettings | None = None,
     adapter_key: str = "off",
+    oos_key: str = "off",
 ) -> str | None:
     """Why an index with ``manifest`` cannot serve ``rows`` (embedded with ``encoder``, when
     given, through the ``view_key`` view of long texts, as the index type ``index_settings``
@@ -466,6 +496,11 @@ def manifest_problem(
             f"was built with adapter {manifest.adapter!r}, but router.yaml's adapter "
             f"settings ask for {adapter_key!r}"
         )
+    if manifest.out_of_scope != oos_key:
+        return (
+            f"was built with out-of-scope floor {manifest.out_of_scope!r}, but router.yaml's "
+            f"out_of_scope settings ask for {oos_key!r}"
+        )
     if manifest.content_hash != content_hash(rows):
         return (
             f"is stale: built from {manifest.exemplars} exemplars of {manifest.intents} "
@@ -487,9 +522,12 @@ def index_is_current(
     view_key: str = "head",
     index_settings: IndexSettings | None = None,
     adapter_key: str = "off",
+    oos_key: str = "off",
 ) -> bool:
     with contextlib.suppress(IndexMissingError, StaleIndexError):
         _, manifest = read_manifest(index_dir)
-        problem = manifest_problem(manifest, rows, view_key, None, index_settings, adapter_key)
+        problem = manifest_problem(
+            manifest, rows, view_key, None, index_settings, adapter_key, oos_key
+        )
         return manifest.encoder == encoder_id and problem is None
     return False

@@ -17,6 +17,7 @@ from modeltriage.core.constraints import NO_CONSTRAINTS, Constraints, apply_cons
 from modeltriage.core.costs import cheapest_in_tier, model_cost
 from modeltriage.core.decision import Neighbour, Verdict
 from modeltriage.core.intents import Intent
+from modeltriage.core.out_of_scope import explain_floor
 from modeltriage.core.scoring import (
     IntentScore,
     intent_margin,
@@ -42,6 +43,7 @@ class _Request:
     output_tokens: int
     constraints: Constraints
     confidence: float  # similarity of the nearest exemplar, -1.0 without neighbours
+    oos_floor: float | None  # the index's calibrated out-of-scope floor, if any
 
     def cheapest(self, tier: str) -> ModelSpec:
         return cheapest_in_tier(self.config, tier, self.input_tokens, self.output_tokens)
@@ -75,11 +77,13 @@ def decide(
     intents: Mapping[str, Intent],
     input_tokens: int,
     constraints: Constraints = NO_CONSTRAINTS,
+    oos_floor: float | None = None,
 ) -> Verdict:
     """Turn the nearest exemplars into a verdict.
 
     Order of checks: a pipeline step (routes without the exemplars), no match (top
-    similarity below min_similarity), then low margin (best intent barely ahead of the
+    similarity below min_similarity, or below ``oos_floor``, the out-of-scope floor the
+    index calibrated on held-out exemplars), then low margin (best intent barely ahead of the
     runner-up), then the intent's own route. Whatever is chosen then gives way to the
     first healthy model within budget (:func:`apply_constraints`).
     """
@@ -89,6 +93,7 @@ def decide(
         config.cost.expected_output_tokens,
         constraints,
         max((n.similarity for n in neighbours), default=-1.0),
+        oos_floor,
     )
     if constraints.step is not None:
         return _route_step(request, constraints.step, intents)
@@ -179,7 +184,24 @@ def _route_step(request: _Request, name: str, intents: Mapping[str, Intent]) -> 
 
 def _no_match(request: _Request, neighbours: Sequence[Neighbour]) -> bool:
     min_similarity = request.config.thresholds.min_similarity
-    return not neighbours or (min_similarity is not None and request.confidence < min_similarity)
+    return (
+        not neighbours
+        or (min_similarity is not None and request.confidence < min_similarity)
+        or (request.oos_floor is not None and request.confidence < request.oos_floor)
+    )
+
+
+def _no_match_reason(request: _Request, neighbours: Sequence[Neighbour]) -> str:
+    """Which floor turned the request away: min_similarity when both did, it is the
+    one the user set."""
+    config = request.config
+    min_similarity = config.thresholds.min_similarity
+    if not neighbours:
+        return "no exemplars to compare with"
+    if min_similarity is not None and request.confidence < min_similarity:
+        return f"top similarity {request.confidence:.3f} < min_similarity {min_similarity}"
+    assert request.oos_floor is not None  # _no_match: one of the floors turned it away
+    return explain_floor(request.confidence, request.oos_floor, config.out_of_scope.reject_share)
 
 
 def _route_no_match(request: _Request, neighbours: Sequence[Neighbour]) -> Verdict:
@@ -190,12 +212,7 @@ def _route_no_match(request: _Request, neighbours: Sequence[Neighbour]) -> Verdi
     else:
         tier = config.flagship_tier if config.no_match.tier is None else config.no_match.tier
         target = request.cheapest(tier)
-    why = (
-        "no exemplars to compare with"
-        if not neighbours
-        else f"top similarity {request.confidence:.3f} < min_similarity "
-        f"{config.thresholds.min_similarity}"
-    )
+    why = _no_match_reason(request, neighbours)
     return _verdict(
         request,
         target,

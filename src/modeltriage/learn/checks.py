@@ -85,8 +85,15 @@ def _check_index(intent_set: IntentSet, encoder_id: str | None) -> IndexCheck:
     except IndexStateError as exc:
         return replace(found, problem=f"index: {exc}")
     view_key = intent_set.config.scoring.view_key
+    config = intent_set.config
     problem = manifest_problem(
-        manifest, rows, view_key, None, intent_set.config.index, intent_set.config.adapter.key
+        manifest,
+        rows,
+        view_key,
+        None,
+        config.index,
+        config.adapter.key,
+        config.out_of_scope.key,
     )
     if problem is not None:
         return replace(found, problem=f"index: stale (built {manifest.built_at}): it {problem}")

@@ -86,6 +86,7 @@ def index_for_lint(
             config.scoring,
             config.index,
             config.adapter,
+            config.out_of_scope,
         )
         return loaded, None
     except IndexStateError as exc:

@@ -129,8 +129,9 @@ def learned_config(
 ) -> RouterConfig:
     """A router config for the tier models. Prices are fitted from the observed costs
     (one $/token rate per model), so the router's estimates track the real bills;
-    thresholds start open, for `tune` to set. ``extra_models`` (named by intents, e.g.
-    in cascade plans) join the cheapest tier as specialised models."""
+    thresholds start open, for `tune` to set, and no out-of-scope floor is calibrated.
+    ``extra_models`` (named by intents, e.g. in cascade plans) join the cheapest tier as
+    specialised models."""
     models = []
     named = {m for _, m in tiers}
     extra = [(tiers[0][0], m) for m in dict.fromkeys(extra_models) if m not in named]
@@ -161,6 +162,8 @@ def learned_config(
             },
             "models": models,
             "thresholds": {"margin": None, "min_similarity": None},
+            # Open like min_similarity: every request here has a plan to route by.
+            "out_of_scope": {"calibrate": False},
             "scoring": {"top_k": 20, "aggregation": "vote", "long_text": "tail"},
             "cost": {"chars_per_token": chars_per_token, "expected_output_tokens": output_tokens},
             "log": {"url": None},
