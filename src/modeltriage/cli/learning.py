@@ -80,8 +80,9 @@ def run_learn(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
 
 def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.cli.outcomes import cached_real_encoder
     from modeltriage.learn.outcome_files import plan_tiers_of, read_priced
-    from modeltriage.learn.outcome_intents import needs_clustering, write_intents_dir
+    from modeltriage.learn.outcome_intents import write_intents_dir
     from modeltriage.learn.planlearning import learn_plans
 
     if args.margin is not None and not (0 <= args.margin < 100):
@@ -91,9 +92,12 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
     learned = learn_plans(
         rows,
         tiers,
-        _real_encoder(encoder) if needs_clustering(rows, args.group_by) else None,
+        # Plans are chosen on the prompts the router would send each intent: that needs
+        # the prompts' vectors (kept in the cache directory across runs).
+        cached_real_encoder() if encoder is None else encoder,
         floor=args.floor,
         candidates=args.candidates,
+        agree=args.agree,
         group_by=args.group_by,
         clusters=args.clusters,
         seed=args.seed,
@@ -103,7 +107,7 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
     margin = args.margin if learned.margin is None else learned.margin.margin
     how = "given" if learned.margin is None else "learned by 5-fold cross-validation"
     kinds = (
-        "one model, or a model checked by a second opinion"
+        "one model, or a model checked by other models that must all agree"
         if learned.answers
         else ("or one model (the file has no `responses`, so no plan checks answers)")
     )
@@ -120,6 +124,12 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
         f"keep {100 * choice.quality_share:.1f}% of {flagship}'s quality at "
         f"{100 * choice.savings:.1f}% savings; safety margin {margin:g} ({how})"
     )
+    if learned.vote_accuracy is not None:
+        print(
+            f"each intent's plan is chosen on the prompts the router sends it: "
+            f"{100 * learned.vote_accuracy:.1f}% of prompts are voted into their own "
+            "intent (each routed against the others)"
+        )
     if learned.gaps:
         print(
             "prompts without an outcome (each model judged where known, never as 0): "
