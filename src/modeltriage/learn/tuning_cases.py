@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeltriage.errors import InputError
+from modeltriage.learn.checked_answers import checked_answers
 from modeltriage.learn.datasets import read_intents_jsonl
 from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
 from modeltriage.learn.tuning import Case, QualityModel, cases_from_log, cases_from_routes
-from modeltriage.log.entries import FeedbackEntry, LogEntry
+from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 from modeltriage.router import Router, route_all
 
 
@@ -99,13 +100,23 @@ def log_cases(
     log_url: str,
     *,
     log: bool = True,
+    events: Sequence[EventEntry] | None = None,
 ) -> TuningCases:
     """Cases from logged decisions with their text (re-routed for their neighbours), with
     feedback as measured quality; ``log_url`` names the log in messages. ``log=False``
-    keeps the re-routing out of the decision log."""
+    keeps the re-routing out of the decision log. With ``events`` (the log's answer
+    checks), cascade plans are priced by their checked answers (`tune --learn-cascade`)."""
     with_text = [e for e in entries if e.text is not None]
     if not with_text:
         raise InputError(f"--log: no logged decision with its text in {log_url}")
+    answers = None
+    if events is not None:
+        answers = checked_answers(with_text, events, feedback)
+        if answers.checked == 0:
+            raise InputError(
+                f"--learn-cascade: no cascade plan in {log_url} was checked (POST /escalate "
+                "with its decision_id), so nothing says how plans fare"
+            )
     decisions = route_all(router, [e.text or "" for e in with_text], explain=True, log=log)
     cases, quality = cases_from_log(
         with_text,
@@ -113,6 +124,7 @@ def log_cases(
         [d.neighbours for d in decisions],
         router.config,
         {i.name: i for i in router.intent_set.intents},
+        answers,
     )
     skipped = len(entries) - len(with_text)
     source = (
@@ -120,4 +132,17 @@ def log_cases(
         "quality is measured where feedback exists for the chosen model, else estimated "
         "as the mean feedback of the chosen tier"
     )
-    return TuningCases(cases, quality, _with_cascade_note(router, source))
+    if answers is None:
+        return TuningCases(cases, quality, _with_cascade_note(router, source))
+    rate = answers.escalation_rate or 0.0
+
+    def mean(q: float | None) -> str:
+        return "no feedback" if q is None else f"mean feedback {q:.3f}"
+
+    source += (
+        f"; cascade plans priced by {answers.checked} checked answers ({100 * rate:.1f}% "
+        f"escalated; kept: {mean(answers.kept_quality)}, escalated: "
+        f"{mean(answers.escalated_quality)}): a request's own check where it had one, "
+        "else that rate"
+    )
+    return TuningCases(cases, quality, source)
