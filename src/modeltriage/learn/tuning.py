@@ -25,7 +25,6 @@ from modeltriage.core.intents import Intent
 from modeltriage.core.policy import decide
 from modeltriage.learn.checked_answers import CheckedAnswers, planned_outcome
 from modeltriage.learn.splits import seeded_split
-from modeltriage.log.entries import FeedbackEntry, LogEntry
 
 # The margin is in the aggregation's units: a cosine gap for max and mean_top2, a share
 # of the vote (0..1) for vote, so each gets its own grid.
@@ -486,51 +485,3 @@ def cases_from_routes(
             )
         )
     return cases
-
-
-def cases_from_log(
-    entries: Sequence[LogEntry],
-    feedback: Sequence[FeedbackEntry],
-    neighbours: Sequence[Sequence[Neighbour]],
-    config: RouterConfig,
-    intents: Mapping[str, Intent],
-    answers: CheckedAnswers | None = None,
-) -> tuple[list[Case], QualityModel]:
-    """Cases from logged decisions (re-routed for their neighbours) and their feedback;
-    with ``answers`` (:func:`~modeltriage.learn.checked_answers.checked_answers`), each
-    case carries its plan's logged check and plans are priced by their checks.
-
-    A feedback row counts for the model it names, else for the model the decision
-    chose. Models nobody measured on a request are judged by their tier's mean feedback
-    over the whole log; the flagship, if never measured, is assumed perfect (1.0).
-    """
-    by_decision: dict[str, dict[str, list[float]]] = {}
-    chosen = {e.decision_id: e for e in entries}
-    tier_of = {m.name: m.tier for m in config.models}
-    per_tier: dict[str, list[float]] = {}
-    for fb in feedback:
-        entry = chosen.get(fb.decision_id)
-        if entry is None:
-            continue
-        model = fb.model or entry.model
-        by_decision.setdefault(fb.decision_id, {}).setdefault(model, []).append(fb.quality)
-        tier = tier_of.get(model)
-        if tier is not None:
-            per_tier.setdefault(tier, []).append(fb.quality)
-    tier_quality = {tier: sum(q) / len(q) for tier, q in per_tier.items()}
-    tier_quality.setdefault(config.flagship_tier, 1.0)
-    cases = [
-        Case(
-            neighbours=tuple(neighbours[i]),
-            input_tokens=entry.input_tokens
-            if entry.input_tokens is not None
-            else estimate_tokens(entry.text or "", config.cost.chars_per_token),
-            measured={
-                model: sum(q) / len(q)
-                for model, q in by_decision.get(entry.decision_id, {}).items()
-            },
-            check=None if answers is None else answers.verdicts.get(entry.decision_id),
-        )
-        for i, entry in enumerate(entries)
-    ]
-    return cases, QualityModel(config, intents, tier_quality, answers)

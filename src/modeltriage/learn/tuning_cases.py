@@ -4,16 +4,20 @@ judged on its cases, in a sentence the tune report prints."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.costs import estimate_tokens
+from modeltriage.core.decision import Neighbour
+from modeltriage.core.intents import Intent
 from modeltriage.errors import InputError
-from modeltriage.learn.checked_answers import checked_answers
+from modeltriage.learn.checked_answers import CheckedAnswers, checked_answers
 from modeltriage.learn.datasets import read_intents_jsonl
 from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
-from modeltriage.learn.tuning import Case, QualityModel, cases_from_log, cases_from_routes
+from modeltriage.learn.tuning import Case, QualityModel, cases_from_routes
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 from modeltriage.router import Router, route_all
 
@@ -146,3 +150,51 @@ def log_cases(
         "else that rate"
     )
     return TuningCases(cases, quality, source)
+
+
+def cases_from_log(
+    entries: Sequence[LogEntry],
+    feedback: Sequence[FeedbackEntry],
+    neighbours: Sequence[Sequence[Neighbour]],
+    config: RouterConfig,
+    intents: Mapping[str, Intent],
+    answers: CheckedAnswers | None = None,
+) -> tuple[list[Case], QualityModel]:
+    """Cases from logged decisions (re-routed for their neighbours) and their feedback;
+    with ``answers`` (:func:`~modeltriage.learn.checked_answers.checked_answers`), each
+    case carries its plan's logged check and plans are priced by their checks.
+
+    A feedback row counts for the model it names, else for the model the decision
+    chose. Models nobody measured on a request are judged by their tier's mean feedback
+    over the whole log; the flagship, if never measured, is assumed perfect (1.0).
+    """
+    by_decision: dict[str, dict[str, list[float]]] = {}
+    chosen = {e.decision_id: e for e in entries}
+    tier_of = {m.name: m.tier for m in config.models}
+    per_tier: dict[str, list[float]] = {}
+    for fb in feedback:
+        entry = chosen.get(fb.decision_id)
+        if entry is None:
+            continue
+        model = fb.model or entry.model
+        by_decision.setdefault(fb.decision_id, {}).setdefault(model, []).append(fb.quality)
+        tier = tier_of.get(model)
+        if tier is not None:
+            per_tier.setdefault(tier, []).append(fb.quality)
+    tier_quality = {tier: sum(q) / len(q) for tier, q in per_tier.items()}
+    tier_quality.setdefault(config.flagship_tier, 1.0)
+    cases = [
+        Case(
+            neighbours=tuple(neighbours[i]),
+            input_tokens=entry.input_tokens
+            if entry.input_tokens is not None
+            else estimate_tokens(entry.text or "", config.cost.chars_per_token),
+            measured={
+                model: sum(q) / len(q)
+                for model, q in by_decision.get(entry.decision_id, {}).items()
+            },
+            check=None if answers is None else answers.verdicts.get(entry.decision_id),
+        )
+        for i, entry in enumerate(entries)
+    ]
+    return cases, QualityModel(config, intents, tier_quality, answers)
