@@ -75,6 +75,7 @@ STRING_FIELDS: list[tuple[str, dict[str, object], Path_, str]] = [
     ("/escalate", ESCALATE, ("decision_id",), "decision_id"),
     ("/escalate", ESCALATE, ("finish_reason",), "finish_reason"),
     ("/escalate", ESCALATE, ("second_answer",), "second_answer"),
+    ("/escalate", ESCALATE, ("more_answers", 0), "more_answers"),
     ("/escalate", ESCALATE, ("choices", 0), "choices"),
     ("/escalate", {**ESCALATE, "choices": {"A": "x"}}, ("choices", "A"), "choices"),
     ("/next-model", NEXT, ("decision_id",), "decision_id"),

@@ -10,10 +10,11 @@ import pytest
 
 from modeltriage import HashingEncoder, Router, load_intents
 from modeltriage.cli.main import main
-from modeltriage.learn.outcome_compare import Comparison
+from modeltriage.learn.embedding_cache import CachingEncoder
+from modeltriage.learn.outcome_compare import Comparison, evaluate_split
 from modeltriage.learn.outcome_data import Outcome, OutcomeRow
 from modeltriage.learn.outcome_files import evaluate_outcome_files
-from modeltriage.learn.planlearning import evaluate_plans, learn_plans, plan_intents
+from modeltriage.learn.planlearning import decision_plan, learn_plans, plan_intents
 from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, candidate_plans, choose_plans, serve
 
 from .test_outcomes import write_rows
@@ -149,20 +150,40 @@ def load_intents_from(learned: object) -> object:
     return IntentSet(config=learned.config, intents=learned.intents)  # type: ignore[attr-defined]
 
 
-def test_evaluate_plans_with_the_fake_encoder() -> None:
+def test_evaluate_split_with_the_fake_encoder() -> None:
     rows = all_rows()
     train = rows[0:30] + rows[40:50]
     test = rows[30:40] + rows[50:60]
-    report = evaluate_plans(train, test, TIERS, HashingEncoder(), floor=1.0, long_text="head")
-    by = {s.name: s for s in report.scores}
-    assert by["always-flagship"].savings == 0.0
-    routed = by["router with learned plans"]
-    assert routed.quality_share == pytest.approx(1.0)
-    assert routed.savings > 0.25
-    # every wrong tiny answer escalates; so does a right one when mini is the wrong one
-    assert (routed.precision, routed.recall) == (0.5, 1.0)
-    assert report.intent_accuracy == 1.0
-    assert report.plans == {"proof": "flagship now", "quiz": "tiny, checked by mini"}
+    split = evaluate_split(
+        train,
+        test,
+        TIERS,
+        CachingEncoder(HashingEncoder(), progress=False),
+        seed=None,
+        floor=1.0,
+        candidates=3,
+        agree=2,
+        good=0.5,
+        long_text="head",
+        group_by="task",
+        clusters=None,
+    )
+    assert split.router.quality_share == pytest.approx(1.0)
+    assert split.router.savings > 0.25
+    assert split.intent_accuracy == 1.0
+    assert split.plans == {"proof": "flagship now", "quiz": "tiny, checked by mini"}
+    assert {p.name for p in split.baselines} >= {"always-flagship", "oracle", "tiny", "huge"}
+
+
+def test_routed_cascades_escalate_exactly_on_disagreement() -> None:
+    learned = learn_plans(all_rows()[:30] + all_rows()[40:50], TIERS, None, floor=1.0, agree=2)
+    router = Router.in_memory(load_intents_from(learned), HashingEncoder(), exact_numpy=True)
+    held = [quiz(i) for i in range(30, 40)]
+    for r in held:
+        plan = decision_plan(router.route(r.text), "huge")
+        served = serve(plan, r, "huge")
+        assert served.escalated == (len(set(r.responses[m] for m in ("tiny", "mini"))) > 1)
+        assert served.quality == 1.0  # a wrong tiny answer is always caught
 
 
 def test_evaluate_outcome_files_scores_plans_on_held_out_rows(tmp_path: Path) -> None:
@@ -188,7 +209,7 @@ def test_learn_plans_cli_writes_loadable_intents(
     source = write_rows(tmp_path / "rows.outcomes.jsonl", all_rows())
     out = tmp_path / "planned"
     argv = ["learn", str(source), "--tiers", "small=tiny,flagship=huge", "--out", str(out)]
-    assert main([*argv, "--plans", "--floor", "1"]) == 0
+    assert main([*argv, "--plans", "--floor", "1"], encoder=HashingEncoder()) == 0
     printed = capsys.readouterr().out
     assert "wrote 2 intents" in printed and "quiz: learned plan: tiny, checked by mini" in printed
     intent_set = load_intents(out)

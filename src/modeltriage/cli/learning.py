@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modeltriage.errors import InputError
 
@@ -80,8 +80,9 @@ def run_learn(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
 
 def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
+    from modeltriage.cli.outcomes import cached_real_encoder
     from modeltriage.learn.outcome_files import plan_tiers_of, read_priced
-    from modeltriage.learn.outcome_intents import needs_clustering, write_intents_dir
+    from modeltriage.learn.outcome_intents import write_intents_dir
     from modeltriage.learn.planlearning import learn_plans
 
     if args.margin is not None and not (0 <= args.margin < 100):
@@ -91,9 +92,12 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
     learned = learn_plans(
         rows,
         tiers,
-        _real_encoder(encoder) if needs_clustering(rows, args.group_by) else None,
+        # Plans are chosen on the prompts the router would send each intent: that needs
+        # the prompts' vectors (kept in the cache directory across runs).
+        cached_real_encoder() if encoder is None else encoder,
         floor=args.floor,
         candidates=args.candidates,
+        agree=args.agree,
         group_by=args.group_by,
         clusters=args.clusters,
         seed=args.seed,
@@ -103,7 +107,7 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
     margin = args.margin if learned.margin is None else learned.margin.margin
     how = "given" if learned.margin is None else "learned by 5-fold cross-validation"
     kinds = (
-        "one model, or a model checked by a second opinion"
+        "one model, or a model checked by other models that must all agree"
         if learned.answers
         else ("or one model (the file has no `responses`, so no plan checks answers)")
     )
@@ -120,6 +124,12 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
         f"keep {100 * choice.quality_share:.1f}% of {flagship}'s quality at "
         f"{100 * choice.savings:.1f}% savings; safety margin {margin:g} ({how})"
     )
+    if learned.vote_accuracy is not None:
+        print(
+            f"each intent's plan is chosen on the prompts the router sends it: "
+            f"{100 * learned.vote_accuracy:.1f}% of prompts are voted into their own "
+            "intent (each routed against the others)"
+        )
     if learned.gaps:
         print(
             "prompts without an outcome (each model judged where known, never as 0): "
@@ -146,9 +156,10 @@ def _log_cases(args: argparse.Namespace, router: Router) -> TuningCases:
     store = open_store(url)
     try:
         entries, feedback = store.decisions(), store.feedback()
+        events = store.events() if args.learn_cascade else None
     finally:
         store.close()
-    return log_cases(router, entries, feedback, store.url)
+    return log_cases(router, entries, feedback, store.url, events=events)
 
 
 def _tuning_cases(args: argparse.Namespace, router: Router) -> TuningCases:
@@ -168,6 +179,8 @@ def run_tune(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
     if sum((args.labelled is not None, args.log, args.outcomes is not None)) != 1:
         raise InputError("tune needs one source: --labelled FILE, --outcomes FILE or --log")
+    if args.learn_cascade and not args.log:
+        raise InputError("--learn-cascade needs --log (checked answers are in the decision log)")
     router = Router.load(args.intents, encoder=encoder, build_if_needed=True, log=False)
     found = _tuning_cases(args, router)
     try:
@@ -180,6 +193,7 @@ def run_tune(args: argparse.Namespace, encoder: Encoder | None) -> int:
             held_out=args.held_out,
             seed=args.seed,
             confidences=found.confidences,
+            **_cascade_grid(args.learn_cascade, router),
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -188,16 +202,29 @@ def run_tune(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
         print(json.dumps(asdict(result), indent=2))
     else:
-        _print_tune(result, args.seed, found.source)
+        _print_tune(result, args.seed, found.source, args.learn_cascade)
     if args.plot is not None:
         plot(result.points, result.chosen, result.flagship_quality, args.plot, "modeltriage tune")
         print(f"plot written to {args.plot}", file=sys.stderr)
     if args.write:
-        _write_tuned(result, args.intents)
+        _write_tuned(result, args.intents, args.learn_cascade)
     return 0
 
 
-def _print_tune(result: TuneResult, seed: int, source: str) -> None:
+def _cascade_grid(learn: bool, router: Router) -> dict[str, Any]:
+    """With --learn-cascade: margin by cascade_margin, min_similarity kept as configured
+    (the three together would be a cube of points, each routing every case)."""
+    from modeltriage.learn.tuning import default_margins
+
+    if not learn:
+        return {}
+    return {
+        "cascade_margins": default_margins(router.config.scoring.aggregation),
+        "min_similarities": (router.config.thresholds.min_similarity,),
+    }
+
+
+def _print_tune(result: TuneResult, seed: int, source: str, cascade: bool = False) -> None:
     from modeltriage.learn.tuning_report import format_table, format_threshold
 
     chosen = result.chosen
@@ -208,13 +235,15 @@ def _print_tune(result: TuneResult, seed: int, source: str) -> None:
     print(
         f"always-flagship quality {result.flagship_quality:.3f}; floor {result.min_quality:.3f}\n"
     )
-    print(format_table(result.points, chosen))
+    print(format_table(result.points, chosen, cascade=cascade))
     if chosen is None:
         print("\nno point reaches the floor; nothing chosen")
         return
     print(
         f"\nchosen: margin {format_threshold(chosen.margin)}, min_similarity "
-        f"{format_threshold(chosen.min_similarity)}: savings {100 * chosen.savings:.1f}%, "
+        f"{format_threshold(chosen.min_similarity)}"
+        + (f", cascade_margin {format_threshold(chosen.cascade_margin)}" if cascade else "")
+        + f": savings {100 * chosen.savings:.1f}%, "
         f"quality {chosen.quality:.3f} on the tuning split"
     )
     if result.held_out is not None:
@@ -222,9 +251,9 @@ def _print_tune(result: TuneResult, seed: int, source: str) -> None:
         print(f"held out: savings {100 * held.savings:.1f}%, quality {held.quality:.3f}")
 
 
-def _write_tuned(result: TuneResult, intents_dir: Path) -> None:
+def _write_tuned(result: TuneResult, intents_dir: Path, cascade: bool = False) -> None:
     from modeltriage.core.config import ROUTER_CONFIG_FILE
-    from modeltriage.learn.tuning_save import write_thresholds
+    from modeltriage.learn.tuning_save import UNCHANGED, write_thresholds
 
     chosen = result.chosen
     if chosen is None:
@@ -234,5 +263,6 @@ def _write_tuned(result: TuneResult, intents_dir: Path) -> None:
         chosen.margin,
         chosen.min_similarity,
         chosen.difficulty_confidence,
+        cascade_margin=chosen.cascade_margin if cascade else UNCHANGED,
     )
     print(f"router.yaml updated; previous version kept as {backup}", file=sys.stderr)

@@ -39,7 +39,7 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="choose a plan per intent from outcomes over every model in the file: the "
         "flagship or the cheapest model that keeps the floor; with `responses`, also a "
-        "model checked by a second opinion",
+        "model checked by other models that must all agree",
     )
     p.add_argument(
         "--prices",
@@ -58,6 +58,13 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         help="with --plans: cheap models tried per intent, the most often right (%(default)s)",
+    )
+    p.add_argument(
+        "--agree",
+        type=int,
+        default=3,
+        help="with --plans and `responses`: at most this many of those models answer a "
+        "cascade, escalating unless all agree (%(default)s; 1: no cascades)",
     )
 
 
@@ -126,6 +133,7 @@ def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> in
         plans=args.plans,
         floor=args.floor,
         candidates=args.candidates,
+        agree=args.agree,
         seeds=args.seeds,
         prices=args.prices,
     )

@@ -148,6 +148,13 @@ def _add_tune(sub: SubParsers) -> None:
     )
     p.add_argument("--url", help="log URL for --log (default: $MODELTRIAGE_LOG_URL, router.yaml)")
     p.add_argument(
+        "--learn-cascade",
+        action="store_true",
+        help="with --log: also sweep thresholds.cascade_margin, pricing each cascade plan "
+        "by the log's checked answers (POST /escalate events and feedback on kept and "
+        "escalated answers) instead of as always escalated",
+    )
+    p.add_argument(
         "--outcomes",
         type=Path,
         help="*.outcomes.jsonl scored by each chosen model's real quality and cost (the "

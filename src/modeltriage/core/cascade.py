@@ -38,6 +38,7 @@ class PlanRequest:
     why: str
     model: str | None = None
     second_opinion: str | None = None
+    also_agree: tuple[str, ...] = ()  # further opinions that must agree too
 
 
 def plan_cascade(
@@ -61,15 +62,11 @@ def plan_cascade(
     to = choice.model
     if choice.over_budget or tiers.index(to.tier) <= tiers.index(first.tier):
         return None, f"{request.why}, but no stronger healthy model fits the budget"
-    second = request.second_opinion
-    notes = ""
-    if second is not None and second in constraints.unhealthy:
-        notes = f"; second opinion {second} is marked unhealthy, so the answer is checked alone"
-        second = None
-    second_cost = 0.0
-    if second is not None:
-        second_cost = model_cost(config.model(second), input_tokens, output_tokens)
-        notes = f"; ask {second} too and escalate unless both answers agree"
+    second, more, notes = _opinions(request, constraints)
+    second_cost = sum(
+        model_cost(config.model(m), input_tokens, output_tokens)
+        for m in (*([] if second is None else [second]), *more)
+    )
     plan = CascadePlan(
         escalate_to=to.name,
         tier=to.tier,
@@ -77,8 +74,29 @@ def plan_cascade(
         estimated_cost_usd=model_cost(to, input_tokens, output_tokens),
         second_opinion=second,
         second_opinion_cost_usd=second_cost,
+        also_agree=list(more),
     )
     return plan, (
         f"{request.why}: try {first.name} first, escalate to {to.name} ({to.tier}) "
         f"if its answer fails the check{notes}"
     )
+
+
+def _opinions(
+    request: PlanRequest, constraints: Constraints
+) -> tuple[str | None, tuple[str, ...], str]:
+    """The healthy opinions a plan asks for (the second, then the ones that must agree
+    too) and the explanation's note. An unhealthy opinion is dropped, not replaced."""
+    asked = [m for m in (request.second_opinion, *request.also_agree) if m is not None]
+    healthy = [m for m in asked if m not in constraints.unhealthy]
+    dropped = [m for m in asked if m in constraints.unhealthy]
+    notes = ""
+    if dropped:
+        alone = "" if healthy else ", so the answer is checked alone"
+        which = "second opinion {} is" if len(dropped) == 1 else "opinions {} are"
+        notes = f"; {which.format(', '.join(dropped))} marked unhealthy{alone}"
+    if len(healthy) == 1:
+        notes += f"; ask {healthy[0]} too and escalate unless both answers agree"
+    elif healthy:
+        notes += f"; ask {', '.join(healthy)} too and escalate unless all answers agree"
+    return (healthy[0] if healthy else None), tuple(healthy[1:]), notes

@@ -51,7 +51,13 @@ class CascadePlan(BaseModel):
         "/escalate: escalate unless both agree",
     )
     second_opinion_cost_usd: float = Field(
-        default=0.0, description="estimated cost of the second opinion (always paid)"
+        default=0.0,
+        description="estimated cost of the second opinion and of `also_agree` (always paid)",
+    )
+    also_agree: list[str] = Field(
+        default_factory=list,
+        description="ask these models too and pass their answers, in this order, as "
+        "`more_answers` to /escalate: escalate unless every answer agrees with the first",
     )
 
 

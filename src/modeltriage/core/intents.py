@@ -14,6 +14,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from modeltriage.core.config import (
@@ -46,6 +47,18 @@ class IntentCascade(Strict):
     escalate_to: Name | None = Field(
         default=None, description="the model to escalate to; default: the cheapest flagship"
     )
+    also_agree: list[Name] = Field(
+        default_factory=list,
+        max_length=8,
+        description="further models asked the same request: escalate unless every one's "
+        "answer agrees with the first (needs second_opinion)",
+    )
+
+    @model_validator(mode="after")
+    def _also_agree_needs_a_second_opinion(self) -> IntentCascade:
+        if self.also_agree and self.second_opinion is None:
+            raise ValueError("also_agree needs second_opinion")
+        return self
 
 
 class Intent(Strict):
@@ -156,11 +169,15 @@ def validate_intents(
             message = f"unknown model {intent.model!r}; router.yaml defines {sorted(model_names)}"
             raise _intent_error(intent, doc, message, ("model",))
         plan = intent.cascade
-        for key in ("second_opinion", "escalate_to"):
-            named = None if plan is None else getattr(plan, key)
+        named_in_plan: list[tuple[str | None, tuple[str | int, ...]]] = []
+        if plan is not None:
+            named_in_plan = [(plan.second_opinion, ("second_opinion",))]
+            named_in_plan.append((plan.escalate_to, ("escalate_to",)))
+            named_in_plan += [(m, ("also_agree", i)) for i, m in enumerate(plan.also_agree)]
+        for named, where in named_in_plan:
             if named is not None and named not in model_names:
                 message = f"unknown model {named!r}; router.yaml defines {sorted(model_names)}"
-                raise _intent_error(intent, doc, message, ("cascade", key))
+                raise _intent_error(intent, doc, message, ("cascade", *where))
         texts: dict[str, int] = {}
         for i, exemplar in enumerate(intent.exemplars):
             key = exemplar.text.casefold()

@@ -282,6 +282,7 @@ def _plan_request(config: RouterConfig, match: _Match) -> PlanRequest | None:
             f"intent {match.best.intent!r} plans a cascade",
             model=named,
             second_opinion=plan.second_opinion,
+            also_agree=tuple(plan.also_agree),
         )
     if thresholds.cascade_margin is not None and match.margin < thresholds.cascade_margin:
         return PlanRequest(

@@ -69,6 +69,11 @@ class Answer(CallerInput):
     second_answer: StrictStr | None = Field(
         default=None, description="a second cheap model's answer to the same request"
     )
+    more_answers: Annotated[list[StrictStr], Field(max_length=8)] | None = Field(
+        default=None,
+        description="the answers of a plan's `also_agree` models, in its order (with "
+        "`second_answer`): escalate unless every one agrees with the answer",
+    )
     choices: (
         Annotated[list[ChoiceLabel], Field(max_length=CHOICES_CEILING)]
         | Annotated[dict[ChoiceLabel, ChoiceText], Field(max_length=CHOICES_CEILING)]
@@ -345,13 +350,15 @@ def check_answer(
     second_answer: str | None = None,
     choices: Choices | None = None,
     second_answer_required: str | None = None,
+    more_answers: Sequence[str] = (),
 ) -> EscalationCheck:
     """Decide whether ``answer`` should be escalated, from every signal that applies.
 
     ``second_answer_required`` names the model a cascade plan asked for a second opinion:
     without ``second_answer`` the answer escalates (``missing_second_answer``), since the
-    plan counted on the comparison. Raises ``InputError`` for a confidence outside 0..1 or
-    a log-probability above 0.
+    plan counted on the comparison. ``more_answers`` (a plan's ``also_agree`` models'
+    answers) must agree with ``answer`` too; they count only beside a ``second_answer``.
+    Raises ``InputError`` for a confidence outside 0..1 or a log-probability above 0.
     """
     _check_inputs(confidence, logprobs)
     found = _answer_signals(answer, settings, finish_reason, choices)
@@ -381,12 +388,17 @@ def check_answer(
     elif settings.disagreement or second_answer_required is not None:
         if second_answer is None:
             skipped.append("disagreement (no second answer given)")
-        elif not answers_agree(answer, second_answer, choices):
-            found["disagreement"] = "a second answer " + (
-                "picks another choice"
-                if _reads_as_choice(answer, second_answer, choices)
-                else "says something else"
-            )
+        else:
+            others = [second_answer, *more_answers]
+            differ = [b for b in others if not answers_agree(answer, b, choices)]
+            if differ:
+                who = "a second answer" if len(others) == 1 else f"{len(differ)} of "
+                who += "" if len(others) == 1 else f"{len(others)} other answers"
+                found["disagreement"] = f"{who} " + (
+                    "picks another choice"
+                    if _reads_as_choice(answer, differ[0], choices)
+                    else "says something else"
+                )
 
     reasons = [reason for reason in SIGNALS if reason in found]
     if reasons:

@@ -49,6 +49,7 @@ def escalate(
         second_answer=answer.second_answer,
         choices=answer.choices,
         second_answer_required=None if logged is None else logged.second_opinion,
+        more_answers=answer.more_answers or (),
     )
     answered_by, to_model = _where_to(config, check, route, logged, model, text)
     if answered_by is not None:
@@ -66,7 +67,9 @@ def _check_inputs(
     decision_id: str | None,
 ) -> None:
     settings = config.escalation
-    for name, value in (("answer", answer.answer), ("second_answer", answer.second_answer)):
+    given = [("answer", answer.answer), ("second_answer", answer.second_answer)]
+    given += [(f"more_answers[{i}]", a) for i, a in enumerate(answer.more_answers or ())]
+    for name, value in given:
         if value is not None:
             check_answer_size(name, value, settings.max_answer_bytes)
     if text is None and model is None and decision_id is None:

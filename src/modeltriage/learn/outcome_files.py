@@ -81,6 +81,7 @@ def evaluate_outcome_files(
     plans: bool = False,
     floor: float = 0.98,
     candidates: int = 3,
+    agree: int = 3,
     seeds: int = 5,
     prices: Path | None = None,
 ) -> OutcomesReport | Comparison:
@@ -104,6 +105,7 @@ def evaluate_outcome_files(
             held_out=held_out,
             floor=floor,
             candidates=candidates,
+            agree=agree,
             good=good,
             long_text=long_text,
             group_by=group_by,

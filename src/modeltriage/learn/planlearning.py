@@ -1,11 +1,11 @@
-"""Learn intents that carry serving plans from outcomes, and score them on
-held-out prompts: `modeltriage learn --plans` and `modeltriage eval outcomes --plans`.
+"""Learn intents that carry serving plans from outcomes: `modeltriage learn --plans`
+(and the learning half of `modeltriage eval outcomes --plans`, :mod:`outcome_compare`).
 
-The plans themselves are chosen by :func:`modeltriage.learn.plans.choose_plans` (pure); this
-module turns them into intents (one model is an intent's ``model``; a cascade plan is
-its ``model`` plus its ``cascade``) and routes held-out prompts through a real router to
-see what the plans deliver when the intent is not known but voted by the nearest
-exemplars.
+The plans themselves are chosen by :func:`modeltriage.learn.plans.choose_from_tables`
+(pure); this module groups the rows into intents, chooses each intent's plan on the
+prompts the router would send it (:mod:`outcome_votes`), and turns the plans into intents
+(one model is an intent's ``model``; a cascade plan is its ``model`` plus its
+``cascade``), and reads the plan back out of a routed decision.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modeltriage.core.config import RouterConfig
-from modeltriage.core.costs import savings
 from modeltriage.core.decision import Decision
 from modeltriage.core.encoders import Encoder
-from modeltriage.core.intents import Exemplar, Intent, IntentCascade, IntentSet
+from modeltriage.core.intents import Exemplar, Intent, IntentCascade
 from modeltriage.errors import InputError
 from modeltriage.learn.outcome_data import OutcomeRow
 from modeltriage.learn.outcome_intents import (
@@ -28,17 +27,15 @@ from modeltriage.learn.outcome_intents import (
     needs_clustering,
 )
 from modeltriage.learn.outcome_margin import MarginChoice, learn_margin
+from modeltriage.learn.outcome_votes import voted_intents
 from modeltriage.learn.plans import (
     FLAGSHIP_NOW,
     GroupTable,
     Plan,
     PlanChoice,
-    Served,
     choose_from_tables,
     group_tables,
-    serve,
 )
-from modeltriage.router import Router, route_all
 
 
 def plan_models(rows: Sequence[OutcomeRow], flagship: str) -> list[str]:
@@ -74,7 +71,8 @@ def plan_intents(
 ) -> tuple[Intent, ...]:
     """One intent per group, its prompts as exemplars, served as its plan says: the
     flagship (difficulty hard), one model (``model``), or a cascade (``model`` answers,
-    ``cascade.second_opinion`` checks, the flagship on disagreement)."""
+    ``cascade.second_opinion`` and any ``cascade.also_agree`` check, the flagship unless
+    all agree)."""
     intents = []
     for name in sorted(groups):
         # Intents refuse repeated exemplars, case aside: the first spelling stays.
@@ -84,12 +82,14 @@ def plan_intents(
             if text:
                 firsts.setdefault(text.casefold(), text)
         exemplars = [Exemplar(text=text) for text in firsts.values()]
-        plan = plans[name]
+        plan = plans.get(name, FLAGSHIP_NOW)  # an intent no training prompt is voted into
         fields: dict[str, object] = {"difficulty": "hard"}
         if plan.kind != "flagship":
             fields = {"difficulty": "easy", "model": plan.first}
         if plan.kind == "cascade":
-            fields["cascade"] = IntentCascade(second_opinion=plan.second, escalate_to=flagship)
+            fields["cascade"] = IntentCascade(
+                second_opinion=plan.second, escalate_to=flagship, also_agree=list(plan.more)
+            )
         intents.append(
             Intent.model_validate(
                 {
@@ -103,11 +103,15 @@ def plan_intents(
     return tuple(intents)
 
 
+def row_intents(rows: Sequence[OutcomeRow], names: Sequence[str] | None) -> list[str]:
+    """Each row's intent: its task's name, or its given group name."""
+    return [intent_name(row.task if names is None else names[i]) for i, row in enumerate(rows)]
+
+
 def grouped(rows: Sequence[OutcomeRow], names: Sequence[str] | None) -> dict[str, list[OutcomeRow]]:
     groups: dict[str, list[OutcomeRow]] = {}
-    for i, row in enumerate(rows):
-        key = row.task if names is None else names[i]
-        groups.setdefault(intent_name(key), []).append(row)
+    for row, name in zip(rows, row_intents(rows, names), strict=True):
+        groups.setdefault(name, []).append(row)
     return groups
 
 
@@ -121,7 +125,10 @@ class LearnedPlans:
     margin: MarginChoice | None  # None when given rather than learned
     gaps: dict[str, int]  # model -> usable rows it has no outcome on
     answers: bool  # whether plans that compare answers were considered
-    tables: dict[str, GroupTable]  # every group's candidate plans served on its rows
+    tables: dict[str, GroupTable]  # every intent's candidate plans served on its rows
+    # Share of training prompts voted into their own intent (leave-one-out); None when
+    # plans were chosen on each intent's own prompts (no encoder, or route_aware off).
+    vote_accuracy: float | None = None
 
 
 def learn_plans(
@@ -131,6 +138,7 @@ def learn_plans(
     *,
     floor: float = 0.98,
     candidates: int = 3,
+    agree: int = 3,
     group_by: GroupBy = "task",
     clusters: int | None = None,
     seed: int = 0,
@@ -138,14 +146,21 @@ def learn_plans(
     margin: float | None = None,
     folds: int = 5,
     names: Sequence[str] | None = None,
+    route_aware: bool = True,
 ) -> LearnedPlans:
-    """Group ``rows`` (by task, or clusters: needs ``encoder``; or ``names``, one per row),
-    choose a plan per group at ``floor`` of the flagship's quality, and make the intents
-    and router config. Without `responses` only plans that compare no answers are
-    considered. ``margin`` (standard errors) is learned by ``folds``-fold
-    cross-validation when None. ``long_text``: the scoring view, for clustering and the
-    config alike."""
+    """Group ``rows`` (by task, or clusters: needs ``encoder``; or ``names``, one per row)
+    into intents, choose a plan per intent at ``floor`` of the flagship's quality, and make
+    the intents and router config. With an ``encoder`` and ``route_aware``, each intent's
+    plan is chosen on the training prompts the router would send to it (each voted from
+    the others, :mod:`outcome_votes`), not on its own task's prompts. Without
+    `responses` only plans that compare no answers are considered. ``margin`` (standard
+    errors) is learned by ``folds``-fold cross-validation when None. ``long_text``: the
+    scoring view, for clustering and the config alike."""
     flagship = tiers[-1][1]
+    if not 1 <= agree <= 8:
+        raise InputError(f"--agree must be from 1 to 8 models, got {agree}")
+    if not 1 <= candidates <= 20:
+        raise InputError(f"--candidates must be from 1 to 20 models, got {candidates}")
     usable = [r for r in rows if flagship in r.outcomes]
     if not usable:
         raise InputError(f"no row has an outcome for the flagship {flagship}")
@@ -161,8 +176,16 @@ def learn_plans(
             raise InputError("clustering needs an encoder")
         names = group_names(usable, encoder, scoring, group_by, clusters, seed)
     groups = grouped(usable, names)
+    served, vote_accuracy = groups, None
+    if encoder is not None and route_aware and len(groups) > 1:
+        own = row_intents(usable, names)
+        voted = voted_intents(usable, own, encoder, scoring)
+        vote_accuracy = sum(a == b for a, b in zip(own, voted, strict=True)) / len(own)
+        served = grouped(usable, voted)
     try:
-        tables = group_tables(groups, cheap, flagship, candidates=candidates, answers=answers)
+        tables = group_tables(
+            served, cheap, flagship, candidates=candidates, answers=answers, agree=agree
+        )
         learned = None
         if margin is None:
             learned = learn_margin(tables, floor, folds=folds, seed=seed)
@@ -186,6 +209,7 @@ def learn_plans(
         outcome_gaps(usable, cheap),
         answers,
         tables,
+        vote_accuracy,
     )
 
 
@@ -193,153 +217,7 @@ def decision_plan(decision: Decision, flagship: str) -> Plan:
     """The plan a decision asks the caller to follow."""
     plan = decision.cascade
     if plan is not None and plan.second_opinion is not None:
-        return Plan("cascade", decision.model, plan.second_opinion)
+        return Plan("cascade", decision.model, plan.second_opinion, tuple(plan.also_agree))
     if decision.model == flagship:
         return FLAGSHIP_NOW
     return Plan("single", decision.model)
-
-
-@dataclass(frozen=True)
-class PlanScore:
-    name: str
-    quality: float  # mean
-    cost_usd: float  # total
-    quality_share: float
-    savings: float
-    escalated: float  # share of rows
-    precision: float | None  # escalated rows whose first answer was wrong
-    recall: float | None  # rows whose first answer was wrong that escalated
-
-
-@dataclass(frozen=True)
-class PlansReport:
-    flagship: str
-    floor: float
-    plans: dict[str, str]
-    train_rows: int
-    test_rows: int
-    train_quality_share: float
-    train_savings: float
-    intent_accuracy: float | None
-    scores: list[PlanScore]
-
-
-def score(
-    name: str, rows: Sequence[OutcomeRow], plans: Sequence[Plan], flagship: str, good: float
-) -> PlanScore:
-    served: list[Served] = [serve(p, r, flagship) for p, r in zip(plans, rows, strict=True)]
-    quality = sum(s.quality for s in served)
-    cost = sum(s.cost for s in served)
-    top_q = sum(r.outcomes[flagship].quality for r in rows)
-    top_c = sum(r.outcomes[flagship].cost_usd for r in rows)
-    checked = [
-        (s.escalated, r.outcomes[p.first].quality < good)
-        for s, r, p in zip(served, rows, plans, strict=True)
-        if p.kind == "cascade" and p.first is not None
-    ]
-    escalated_wrong = sum(e and w for e, w in checked)
-    escalations = sum(e for e, _ in checked)
-    wrong = sum(w for _, w in checked)
-    return PlanScore(
-        name=name,
-        quality=quality / len(rows),
-        cost_usd=cost,
-        quality_share=quality / top_q if top_q > 0 else 1.0,
-        savings=savings(cost, top_c),
-        escalated=sum(s.escalated for s in served) / len(rows),
-        precision=escalated_wrong / escalations if escalations else None,
-        recall=escalated_wrong / wrong if wrong else None,
-    )
-
-
-def evaluate_plans(
-    train: Sequence[OutcomeRow],
-    test: Sequence[OutcomeRow],
-    tiers: Sequence[tuple[str, str]],
-    encoder: Encoder,
-    *,
-    floor: float = 0.98,
-    candidates: int = 3,
-    good: float = 0.5,
-    long_text: str = "tail",
-    group_by: GroupBy = "task",
-    clusters: int | None = None,
-    seed: int = 0,
-) -> PlansReport:
-    """Choose plans on ``train``; route ``test`` through a router built from them and
-    score what the decisions' plans deliver, beside always-flagship and the same plans
-    applied with each test prompt's true task (when grouping by task)."""
-    learned = learn_plans(
-        train,
-        tiers,
-        encoder,
-        floor=floor,
-        candidates=candidates,
-        group_by=group_by,
-        clusters=clusters,
-        seed=seed,
-        long_text=long_text,
-    )
-    flagship = tiers[-1][1]
-    needed = {flagship, *(m.name for m in learned.config.models)}
-    usable = [r for r in test if needed <= set(r.outcomes)]
-    if not usable:
-        raise InputError("no test row has outcomes for every model the plans use")
-    router = Router.in_memory(IntentSet(config=learned.config, intents=learned.intents), encoder)
-    decisions = route_all(router, [r.text for r in usable])
-    routed = [decision_plan(d, flagship) for d in decisions]
-    scores = [
-        score("always-flagship", usable, [FLAGSHIP_NOW] * len(usable), flagship, good),
-        score("router with learned plans", usable, routed, flagship, good),
-    ]
-    accuracy = None
-    by_name = {intent_name(g): p for g, p in learned.choice.plans.items()}
-    if group_by == "task" and all(r.task for r in usable):
-        truth = [by_name.get(intent_name(r.task), FLAGSHIP_NOW) for r in usable]
-        scores.append(score("the same plans, true task", usable, truth, flagship, good))
-        accuracy = sum(
-            d.intent == intent_name(r.task) for d, r in zip(decisions, usable, strict=True)
-        ) / len(usable)
-    return PlansReport(
-        flagship=flagship,
-        floor=floor,
-        plans={g: p.label for g, p in sorted(by_name.items())},
-        train_rows=learned.rows,
-        test_rows=len(usable),
-        train_quality_share=learned.choice.quality_share,
-        train_savings=learned.choice.savings,
-        intent_accuracy=accuracy,
-        scores=scores,
-    )
-
-
-def format_plans_report(report: PlansReport) -> str:
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.1f}%"
-
-    lines = [
-        f"plans chosen on {report.train_rows} prompts for >= {report.floor:g} of "
-        f"{report.flagship}'s quality: {pct(report.train_quality_share)} at "
-        f"{pct(report.train_savings)} savings there",
-        *(f"  {group}: {label}" for group, label in report.plans.items()),
-        "",
-        f"held out: {report.test_rows} prompts"
-        + (
-            ""
-            if report.intent_accuracy is None
-            else f"; the voted intent is the true task for {pct(report.intent_accuracy)}"
-        ),
-        f"{'policy':<30} {'quality':>8} {'% flagship':>10} {'cost $':>9} {'savings':>8} "
-        f"{'escalated':>9} {'precision':>9} {'recall':>7}",
-    ]
-    for s in report.scores:
-        lines.append(
-            f"{s.name:<30} {s.quality:8.3f} {pct(s.quality_share):>10} {s.cost_usd:9.3f} "
-            f"{pct(s.savings):>8} {pct(s.escalated):>9} {pct(s.precision):>9} "
-            f"{pct(s.recall):>7}"
-        )
-    lines.append(
-        "precision: escalated answers that were wrong; recall: wrong first answers escalated "
-        "(cascade plans only)"
-    )
-    return "\n".join(lines)

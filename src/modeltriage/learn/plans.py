@@ -2,10 +2,12 @@
 
 For every group of prompts (an intent: a task or a cluster) the options are: the flagship
 now; any other model alone; and, when the outcomes carry each model's answer, a cascade,
-where a cheap model answers, a second cheap model answers too, and the flagship is called
-when the two disagree. Each option's quality and cost on the group's prompts are what
-really happened, and :func:`choose_plans` picks one option per group: the cheapest
-combination whose quality over all groups stays at or above a floor of the flagship's.
+where a cheap model answers, one or more other cheap models answer too, and the flagship
+is called unless they all agree (docs/cascade.md: three models that must all agree kept
+99.2% of GPT-4's quality on RouterBench where a pair kept 98%). Each option's quality and
+cost on the group's prompts are what really happened, and :func:`choose_plans` picks one
+option per group: the cheapest combination whose quality over all groups stays at or
+above a floor of the flagship's.
 
 Small groups overfit: an option is judged by its quality less ``margin`` standard errors
 of its per-prompt difference from the flagship (``margin`` is learned by cross-validation
@@ -35,6 +37,7 @@ class Plan:
     kind: PlanKind
     first: str | None = None
     second: str | None = None
+    more: tuple[str, ...] = ()  # further opinions a cascade's answers must all agree with
 
     @property
     def label(self) -> str:
@@ -42,6 +45,9 @@ class Plan:
             return "flagship now"
         if self.kind == "single":
             return f"{self.first} alone"
+        if self.more:
+            others = ", ".join((str(self.second), *self.more))
+            return f"{self.first}, checked by {others} (all must agree)"
         return f"{self.first}, checked by {self.second}"
 
     @property
@@ -51,7 +57,7 @@ class Plan:
 
     @property
     def models(self) -> tuple[str, ...]:
-        return tuple(m for m in (self.first, self.second) if m is not None)
+        return (*(m for m in (self.first, self.second) if m is not None), *self.more)
 
 
 FLAGSHIP_NOW = Plan("flagship")
@@ -74,8 +80,8 @@ def can_serve(plan: Plan, row: OutcomeRow, flagship: str) -> bool:
 
 def serve(plan: Plan, row: OutcomeRow, flagship: str) -> Served:
     """What ``plan`` would have delivered on ``row`` (which must have its models'
-    outcomes: :func:`can_serve`). A cascade escalates when either answer is missing or the
-    two disagree (:func:`answers_agree`)."""
+    outcomes: :func:`can_serve`). A cascade escalates when an answer is missing or one of
+    the opinions disagrees with the first answer (:func:`answers_agree`)."""
     top = row.outcomes[flagship]
     if plan.kind == "flagship":
         return Served(top.quality, top.cost_usd, False)
@@ -84,10 +90,11 @@ def serve(plan: Plan, row: OutcomeRow, flagship: str) -> Served:
     if plan.kind == "single":
         return Served(first.quality, first.cost_usd, False)
     assert plan.second is not None
-    second = row.outcomes[plan.second]
-    paid = first.cost_usd + second.cost_usd
-    a, b = row.responses.get(plan.first), row.responses.get(plan.second)
-    if a is not None and b is not None and answers_agree(a, b, None):
+    opinions = (plan.second, *plan.more)
+    paid = first.cost_usd + sum(row.outcomes[m].cost_usd for m in opinions)
+    a = row.responses.get(plan.first)
+    others = [row.responses.get(m) for m in opinions]
+    if a is not None and all(b is not None and answers_agree(a, b, None) for b in others):
         return Served(first.quality, paid, False)
     return Served(top.quality, paid + top.cost_usd, True)
 
@@ -101,10 +108,12 @@ def candidate_plans(
     flagship: str,
     candidates: int = 3,
     answers: bool = True,
+    agree: int = 3,
 ) -> list[Plan]:
-    """Flagship now; every cheap model alone; and, with ``answers``, each ordered pair of
-    the ``candidates`` cheap models most often right on ``rows`` as a cascade, the cheaper
-    answering first. A model is judged on the rows it has an outcome on."""
+    """Flagship now; every cheap model alone; and, with ``answers``, every set of 2 to
+    ``agree`` of the ``candidates`` cheap models most often right on ``rows`` as a cascade
+    whose answers must all agree, the cheapest answering first. A model is judged on the
+    rows it has an outcome on."""
 
     def known(model: str) -> list[OutcomeRow]:
         return [r for r in rows if model in r.outcomes]
@@ -124,9 +133,10 @@ def candidate_plans(
         *(Plan("single", m) for m in sorted(usable, key=lambda m: (spend(m), m))),
     ]
     if answers:
-        best = ranked[:candidates]
-        for a, b in itertools.combinations(sorted(best, key=lambda m: (spend(m), m)), 2):
-            plans.append(Plan("cascade", a, b))
+        best = sorted(ranked[:candidates], key=lambda m: (spend(m), m))
+        for size in range(2, agree + 1):
+            for first, second, *more in itertools.combinations(best, size):
+                plans.append(Plan("cascade", first, second, tuple(more)))
     return plans
 
 
@@ -148,8 +158,9 @@ def group_table(
     flagship: str,
     candidates: int = 3,
     answers: bool = True,
+    agree: int = 3,
 ) -> GroupTable:
-    plans = candidate_plans(rows, cheap, flagship, candidates, answers)
+    plans = candidate_plans(rows, cheap, flagship, candidates, answers, agree)
     shape = (len(plans), len(rows))
     quality = np.full(shape, np.nan)
     cost = np.full(shape, np.nan)
@@ -241,6 +252,7 @@ def group_tables(
     *,
     candidates: int = 3,
     answers: bool = True,
+    agree: int = 3,
 ) -> dict[str, GroupTable]:
     """:func:`group_table` per group; every row must have the flagship's outcome."""
     rows = [r for members in groups.values() for r in members]
@@ -249,7 +261,7 @@ def group_tables(
     if any(flagship not in r.outcomes for r in rows):
         raise ValueError(f"every row needs an outcome for the flagship {flagship}")
     return {
-        g: group_table(members, cheap, flagship, candidates, answers)
+        g: group_table(members, cheap, flagship, candidates, answers, agree)
         for g, members in groups.items()
         if members
     }
@@ -304,11 +316,15 @@ def choose_plans(
     candidates: int = 3,
     margin: float = 0.0,
     answers: bool = True,
+    agree: int = 3,
 ) -> PlanChoice:
     """:func:`choose_from_tables` over ``groups``' rows: plans with every cheap model
-    alone, and with ``answers`` cascades of the ``candidates`` most often right."""
+    alone, and with ``answers`` cascades of up to ``agree`` of the ``candidates`` most
+    often right."""
     check_floor(floor)
-    tables = group_tables(groups, cheap, flagship, candidates=candidates, answers=answers)
+    tables = group_tables(
+        groups, cheap, flagship, candidates=candidates, answers=answers, agree=agree
+    )
     return choose_from_tables(tables, floor=floor, margin=margin)
 
 

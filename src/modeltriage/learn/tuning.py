@@ -23,8 +23,8 @@ from modeltriage.core.costs import (
 from modeltriage.core.decision import Neighbour, Verdict
 from modeltriage.core.intents import Intent
 from modeltriage.core.policy import decide
+from modeltriage.learn.checked_answers import CheckedAnswers, planned_outcome
 from modeltriage.learn.splits import seeded_split
-from modeltriage.log.entries import FeedbackEntry, LogEntry
 
 # The margin is in the aggregation's units: a cosine gap for max and mean_top2, a share
 # of the vote (0..1) for vote, so each gets its own grid.
@@ -94,6 +94,9 @@ class Case:
     measured: Mapping[str, float] = field(default_factory=dict)
     # Real cost per model where known (labelled outcomes); else the router's estimate.
     costs: Mapping[str, float] = field(default_factory=dict)
+    # The logged answer check of this request's cascade plan: True escalated, False kept,
+    # None never checked.
+    check: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Point:
     cascade_rate: float
     difficulty_confidence: float | None = None
     flagship_share: float = 0.0
+    cascade_margin: float | None = None  # as swept; the config's when not swept
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ class QualityModel:
     config: RouterConfig
     intents: Mapping[str, Intent]
     tier_quality: Mapping[str, float] = field(default_factory=dict)
+    # With the log's checked answers, a plan is priced by its check (kept or escalated)
+    # instead of as always escalated.
+    answers: CheckedAnswers | None = None
 
     def required_tier(self, case: Case) -> str | None:
         if case.expected_intent is None:
@@ -148,19 +155,24 @@ class QualityModel:
         return self.tier_quality.get(verdict.tier), False
 
 
+_KEEP = float("nan")  # with_thresholds: leave cascade_margin as configured
+
+
 def with_thresholds(
     config: RouterConfig,
     margin: float | None,
     min_similarity: float | None,
     difficulty_confidence: float | None = None,
+    cascade_margin: float | None = _KEEP,
 ) -> RouterConfig:
-    thresholds = config.thresholds.model_copy(
-        update={
-            "margin": margin,
-            "min_similarity": min_similarity,
-            "difficulty_confidence": difficulty_confidence,
-        }
-    )
+    update = {
+        "margin": margin,
+        "min_similarity": min_similarity,
+        "difficulty_confidence": difficulty_confidence,
+    }
+    if cascade_margin is not _KEEP:
+        update["cascade_margin"] = cascade_margin
+    thresholds = config.thresholds.model_copy(update=update)
     return config.model_copy(update={"thresholds": thresholds})
 
 
@@ -200,6 +212,10 @@ def case_outcome(case: Case, verdict: Verdict, quality: QualityModel) -> CaseOut
     cost = first
     answered = verdict
     plan = verdict.cascade
+    if plan is not None and quality.answers is not None:
+        priced = _checked_outcome(case, verdict, quality, quality.answers)
+        if priced is not None:
+            return priced
     if plan is not None:
         # Counted as escalated: both calls are paid and the plan's model answers, so
         # cost is an upper bound and quality what the escalation delivers.
@@ -222,6 +238,43 @@ def case_outcome(case: Case, verdict: Verdict, quality: QualityModel) -> CaseOut
     )
 
 
+def _checked_outcome(
+    case: Case, verdict: Verdict, quality: QualityModel, answers: CheckedAnswers
+) -> CaseOutcome | None:
+    """A plan priced by its answer check: this request's logged verdict, else the log's
+    escalation rate; a kept answer is worth the routed model's measured quality, else the
+    mean feedback on kept answers. None when the log checked no plan."""
+    plan = verdict.cascade
+    assert plan is not None
+    escalates: float | None = None if case.check is None else float(case.check)
+    if escalates is None:
+        escalates = answers.escalation_rate
+    if escalates is None:
+        return None
+    first = case.costs.get(verdict.model, verdict.estimated_cost_usd)
+    if plan.second_opinion is not None:
+        first += case.costs.get(plan.second_opinion, plan.second_opinion_cost_usd)
+    lifted = verdict.model_copy(update={"model": plan.escalate_to, "tier": plan.tier})
+    kept_q, kept_measured = quality.judge(case, verdict)
+    if not kept_measured and answers.kept_quality is not None:
+        kept_q = answers.kept_quality
+    up_q, up_measured = quality.judge(case, lifted)
+    if not up_measured and answers.escalated_quality is not None:
+        up_q = answers.escalated_quality
+    escalation = case.costs.get(plan.escalate_to, plan.estimated_cost_usd)
+    cost, value = planned_outcome(first, escalation, kept_q, up_q, escalates)
+    return CaseOutcome(
+        cost_usd=cost,
+        first_cost_usd=first,
+        tier=plan.tier if escalates >= 1 else verdict.tier,
+        routed_tier=verdict.tier,
+        planned=True,
+        cascaded=verdict.cascaded,
+        quality=value,
+        measured=(escalates >= 1 or kept_measured) and (escalates <= 0 or up_measured),
+    )
+
+
 def evaluate_point(
     cases: Sequence[Case],
     config: RouterConfig,
@@ -230,9 +283,11 @@ def evaluate_point(
     margin: float | None,
     min_similarity: float | None,
     difficulty_confidence: float | None = None,
+    cascade_margin: float | None = _KEEP,
 ) -> Point:
-    """Cost and quality of routing ``cases`` at one setting of the thresholds."""
-    tuned = with_thresholds(config, margin, min_similarity, difficulty_confidence)
+    """Cost and quality of routing ``cases`` at one setting of the thresholds
+    (``cascade_margin``: the config's unless given)."""
+    tuned = with_thresholds(config, margin, min_similarity, difficulty_confidence, cascade_margin)
     cost = baseline = 0.0
     judged: list[float] = []
     measured = cascaded = 0
@@ -259,6 +314,7 @@ def evaluate_point(
         cascade_rate=cascaded / n,
         difficulty_confidence=difficulty_confidence,
         flagship_share=tiers[config.flagship_tier] / n,
+        cascade_margin=tuned.thresholds.cascade_margin,
     )
 
 
@@ -270,21 +326,26 @@ def sweep(
     margins: Iterable[float | None] | None = None,
     min_similarities: Iterable[float | None] = DEFAULT_MIN_SIMILARITIES,
     confidences: Iterable[float | None] = (None,),
+    cascade_margins: Iterable[float | None] | None = None,
 ) -> list[Point]:
-    """Every grid point: each margin by each ``min_similarity`` by each confidence."""
+    """Every grid point: each margin by each ``min_similarity`` by each confidence, and
+    by each of ``cascade_margins`` when given (else the config's cascade_margin)."""
     if margins is None:
         margins = default_margins(config.scoring.aggregation)
-    ceiling = config.thresholds.cascade_margin
-    if ceiling is not None:
-        # A margin at or above cascade_margin is a config the router refuses.
-        margins = [m for m in margins if m is None or m < ceiling]
+    margins = tuple(margins)
     similarities, confidences = tuple(min_similarities), tuple(confidences)
-    return [
-        evaluate_point(cases, config, intents, quality, m, s, c)
-        for m in margins
-        for s in similarities
-        for c in confidences
-    ]
+    ceilings = (_KEEP,) if cascade_margins is None else tuple(cascade_margins)
+    points = []
+    for ceiling in ceilings:
+        top = config.thresholds.cascade_margin if ceiling is _KEEP else ceiling
+        for m in margins:
+            # A margin at or above cascade_margin is a config the router refuses.
+            if m is not None and top is not None and m >= top:
+                continue
+            for s in similarities:
+                for c in confidences:
+                    points.append(evaluate_point(cases, config, intents, quality, m, s, c, ceiling))
+    return points
 
 
 def flagship_quality(cases: Sequence[Case], config: RouterConfig, quality: QualityModel) -> float:
@@ -354,10 +415,13 @@ def tune(
     margins: Iterable[float | None] | None = None,
     min_similarities: Iterable[float | None] = DEFAULT_MIN_SIMILARITIES,
     confidences: Iterable[float | None] = (None,),
+    cascade_margins: Iterable[float | None] | None = None,
 ) -> TuneResult:
     """Sweep on a seeded split, choose on it, report the choice on the held-out part.
 
     ``floor`` is relative: the chosen point keeps quality >= floor x always-flagship's.
+    ``cascade_margins``: also sweep ``thresholds.cascade_margin`` (worth it when
+    ``quality`` prices plans by the log's checked answers).
     """
     if not 0 < floor <= 1:
         raise ValueError("floor is a share of the flagship's quality, in (0, 1]")
@@ -366,7 +430,9 @@ def tune(
     fit, test = seeded_split(cases, held_out, seed)
     if not fit:
         raise ValueError("no cases to tune on")
-    points = sweep(fit, config, intents, quality, margins, min_similarities, confidences)
+    points = sweep(
+        fit, config, intents, quality, margins, min_similarities, confidences, cascade_margins
+    )
     baseline = flagship_quality(fit, config, quality)
     chosen = choose(points, floor * baseline)
     tested = (
@@ -378,6 +444,7 @@ def tune(
             chosen.margin,
             chosen.min_similarity,
             chosen.difficulty_confidence,
+            chosen.cascade_margin,
         )
         if chosen is not None and test
         else None
@@ -418,47 +485,3 @@ def cases_from_routes(
             )
         )
     return cases
-
-
-def cases_from_log(
-    entries: Sequence[LogEntry],
-    feedback: Sequence[FeedbackEntry],
-    neighbours: Sequence[Sequence[Neighbour]],
-    config: RouterConfig,
-    intents: Mapping[str, Intent],
-) -> tuple[list[Case], QualityModel]:
-    """Cases from logged decisions (re-routed for their neighbours) and their feedback.
-
-    A feedback row counts for the model it names, else for the model the decision
-    chose. Models nobody measured on a request are judged by their tier's mean feedback
-    over the whole log; the flagship, if never measured, is assumed perfect (1.0).
-    """
-    by_decision: dict[str, dict[str, list[float]]] = {}
-    chosen = {e.decision_id: e for e in entries}
-    tier_of = {m.name: m.tier for m in config.models}
-    per_tier: dict[str, list[float]] = {}
-    for fb in feedback:
-        entry = chosen.get(fb.decision_id)
-        if entry is None:
-            continue
-        model = fb.model or entry.model
-        by_decision.setdefault(fb.decision_id, {}).setdefault(model, []).append(fb.quality)
-        tier = tier_of.get(model)
-        if tier is not None:
-            per_tier.setdefault(tier, []).append(fb.quality)
-    tier_quality = {tier: sum(q) / len(q) for tier, q in per_tier.items()}
-    tier_quality.setdefault(config.flagship_tier, 1.0)
-    cases = [
-        Case(
-            neighbours=tuple(neighbours[i]),
-            input_tokens=entry.input_tokens
-            if entry.input_tokens is not None
-            else estimate_tokens(entry.text or "", config.cost.chars_per_token),
-            measured={
-                model: sum(q) / len(q)
-                for model, q in by_decision.get(entry.decision_id, {}).items()
-            },
-        )
-        for i, entry in enumerate(entries)
-    ]
-    return cases, QualityModel(config, intents, tier_quality)

@@ -4,16 +4,21 @@ judged on its cases, in a sentence the tune report prints."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeltriage.core.config import RouterConfig
+from modeltriage.core.costs import estimate_tokens
+from modeltriage.core.decision import Neighbour
+from modeltriage.core.intents import Intent
 from modeltriage.errors import InputError
+from modeltriage.learn.checked_answers import CheckedAnswers, checked_answers
 from modeltriage.learn.datasets import read_intents_jsonl
 from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
-from modeltriage.learn.tuning import Case, QualityModel, cases_from_log, cases_from_routes
-from modeltriage.log.entries import FeedbackEntry, LogEntry
+from modeltriage.learn.tuning import Case, QualityModel, cases_from_routes
+from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 from modeltriage.router import Router, route_all
 
 
@@ -99,13 +104,23 @@ def log_cases(
     log_url: str,
     *,
     log: bool = True,
+    events: Sequence[EventEntry] | None = None,
 ) -> TuningCases:
     """Cases from logged decisions with their text (re-routed for their neighbours), with
     feedback as measured quality; ``log_url`` names the log in messages. ``log=False``
-    keeps the re-routing out of the decision log."""
+    keeps the re-routing out of the decision log. With ``events`` (the log's answer
+    checks), cascade plans are priced by their checked answers (`tune --learn-cascade`)."""
     with_text = [e for e in entries if e.text is not None]
     if not with_text:
         raise InputError(f"--log: no logged decision with its text in {log_url}")
+    answers = None
+    if events is not None:
+        answers = checked_answers(with_text, events, feedback)
+        if answers.checked == 0:
+            raise InputError(
+                f"--learn-cascade: no cascade plan in {log_url} was checked (POST /escalate "
+                "with its decision_id), so nothing says how plans fare"
+            )
     decisions = route_all(router, [e.text or "" for e in with_text], explain=True, log=log)
     cases, quality = cases_from_log(
         with_text,
@@ -113,6 +128,7 @@ def log_cases(
         [d.neighbours for d in decisions],
         router.config,
         {i.name: i for i in router.intent_set.intents},
+        answers,
     )
     skipped = len(entries) - len(with_text)
     source = (
@@ -120,4 +136,65 @@ def log_cases(
         "quality is measured where feedback exists for the chosen model, else estimated "
         "as the mean feedback of the chosen tier"
     )
-    return TuningCases(cases, quality, _with_cascade_note(router, source))
+    if answers is None:
+        return TuningCases(cases, quality, _with_cascade_note(router, source))
+    rate = answers.escalation_rate or 0.0
+
+    def mean(q: float | None) -> str:
+        return "no feedback" if q is None else f"mean feedback {q:.3f}"
+
+    source += (
+        f"; cascade plans priced by {answers.checked} checked answers ({100 * rate:.1f}% "
+        f"escalated; kept: {mean(answers.kept_quality)}, escalated: "
+        f"{mean(answers.escalated_quality)}): a request's own check where it had one, "
+        "else that rate"
+    )
+    return TuningCases(cases, quality, source)
+
+
+def cases_from_log(
+    entries: Sequence[LogEntry],
+    feedback: Sequence[FeedbackEntry],
+    neighbours: Sequence[Sequence[Neighbour]],
+    config: RouterConfig,
+    intents: Mapping[str, Intent],
+    answers: CheckedAnswers | None = None,
+) -> tuple[list[Case], QualityModel]:
+    """Cases from logged decisions (re-routed for their neighbours) and their feedback;
+    with ``answers`` (:func:`~modeltriage.learn.checked_answers.checked_answers`), each
+    case carries its plan's logged check and plans are priced by their checks.
+
+    A feedback row counts for the model it names, else for the model the decision
+    chose. Models nobody measured on a request are judged by their tier's mean feedback
+    over the whole log; the flagship, if never measured, is assumed perfect (1.0).
+    """
+    by_decision: dict[str, dict[str, list[float]]] = {}
+    chosen = {e.decision_id: e for e in entries}
+    tier_of = {m.name: m.tier for m in config.models}
+    per_tier: dict[str, list[float]] = {}
+    for fb in feedback:
+        entry = chosen.get(fb.decision_id)
+        if entry is None:
+            continue
+        model = fb.model or entry.model
+        by_decision.setdefault(fb.decision_id, {}).setdefault(model, []).append(fb.quality)
+        tier = tier_of.get(model)
+        if tier is not None:
+            per_tier.setdefault(tier, []).append(fb.quality)
+    tier_quality = {tier: sum(q) / len(q) for tier, q in per_tier.items()}
+    tier_quality.setdefault(config.flagship_tier, 1.0)
+    cases = [
+        Case(
+            neighbours=tuple(neighbours[i]),
+            input_tokens=entry.input_tokens
+            if entry.input_tokens is not None
+            else estimate_tokens(entry.text or "", config.cost.chars_per_token),
+            measured={
+                model: sum(q) / len(q)
+                for model, q in by_decision.get(entry.decision_id, {}).items()
+            },
+            check=None if answers is None else answers.verdicts.get(entry.decision_id),
+        )
+        for i, entry in enumerate(entries)
+    ]
+    return cases, QualityModel(config, intents, tier_quality, answers)

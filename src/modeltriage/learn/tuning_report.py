@@ -14,18 +14,23 @@ def format_threshold(value: float | None) -> str:
     return "off" if value is None else f"{value:g}"
 
 
-def format_table(points: Sequence[Point], chosen: Point | None, limit: int = 25) -> str:
-    """The Pareto-efficient points (no other is both cheaper and better), cheapest first."""
+def format_table(
+    points: Sequence[Point], chosen: Point | None, limit: int = 25, *, cascade: bool = False
+) -> str:
+    """The Pareto-efficient points (no other is both cheaper and better), cheapest first;
+    with ``cascade``, the swept cascade_margin too."""
     frontier = pareto(points)
+    head = f"{'c.marg':>6} " if cascade else ""
     lines = [
-        f"{'margin':>7} {'min_sim':>7} {'d.conf':>6} {'savings':>8} {'quality':>8} "
+        f"{head}{'margin':>7} {'min_sim':>7} {'d.conf':>6} {'savings':>8} {'quality':>8} "
         f"{'measured':>9} {'cascade':>8}  tiers"
     ]
     for p in frontier[:limit]:
         mark = "  <- chosen" if p == chosen else ""
         tiers = " ".join(f"{t} {100 * s:.0f}%" for t, s in p.tier_share.items())
+        lead = f"{format_threshold(p.cascade_margin):>6} " if cascade else ""
         lines.append(
-            f"{format_threshold(p.margin):>7} {format_threshold(p.min_similarity):>7} "
+            f"{lead}{format_threshold(p.margin):>7} {format_threshold(p.min_similarity):>7} "
             f"{format_threshold(p.difficulty_confidence):>6} {100 * p.savings:7.1f}% "
             f"{p.quality:8.3f} {100 * p.measured_share:8.0f}% "
             f"{100 * p.cascade_rate:7.1f}%  {tiers}{mark}"
