@@ -131,6 +131,10 @@ def _add_logs(sub: SubParsers) -> None:
     _intents_arg(p)
 
 
+# Each sampled text is re-routed through the encoder: 2,000 take well under a minute.
+DEFAULT_LOG_SAMPLE = 2000
+
+
 def _add_tune(sub: SubParsers) -> None:
     p = sub.add_parser(
         "tune", help="sweep the cascade thresholds offline and pick the cheapest good point"
@@ -147,6 +151,13 @@ def _add_tune(sub: SubParsers) -> None:
         help="tune on the decision log: its stored texts, with feedback as measured quality",
     )
     p.add_argument("--url", help="log URL for --log (default: $MODELTRIAGE_LOG_URL, router.yaml)")
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=DEFAULT_LOG_SAMPLE,
+        help="with --log: re-route at most this many logged requests, a random sample drawn "
+        f"with --seed (default {DEFAULT_LOG_SAMPLE}; a smaller log is used whole)",
+    )
     p.add_argument(
         "--outcomes",
         type=Path,

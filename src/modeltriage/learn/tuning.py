@@ -426,12 +426,15 @@ def cases_from_log(
     neighbours: Sequence[Sequence[Neighbour]],
     config: RouterConfig,
     intents: Mapping[str, Intent],
+    model_feedback: Mapping[str, tuple[int, float]] | None = None,
 ) -> tuple[list[Case], QualityModel]:
     """Cases from logged decisions (re-routed for their neighbours) and their feedback.
 
     A feedback row counts for the model it names, else for the model the decision
     chose. Models nobody measured on a request are judged by their tier's mean feedback
-    over the whole log; the flagship, if never measured, is assumed perfect (1.0).
+    over the whole log (``model_feedback``: (rows, summed quality) per model, when
+    ``entries`` are a sample of it); the flagship, if never measured, is assumed
+    perfect (1.0).
     """
     by_decision: dict[str, dict[str, list[float]]] = {}
     chosen = {e.decision_id: e for e in entries}
@@ -447,6 +450,14 @@ def cases_from_log(
         if tier is not None:
             per_tier.setdefault(tier, []).append(fb.quality)
     tier_quality = {tier: sum(q) / len(q) for tier, q in per_tier.items()}
+    if model_feedback is not None:
+        sums: dict[str, tuple[int, float]] = {}
+        for model, (n, total) in model_feedback.items():
+            tier = tier_of.get(model)
+            if tier is not None:
+                had = sums.get(tier, (0, 0.0))
+                sums[tier] = (had[0] + n, had[1] + total)
+        tier_quality = {tier: total / n for tier, (n, total) in sums.items() if n}
     tier_quality.setdefault(config.flagship_tier, 1.0)
     cases = [
         Case(

@@ -4,7 +4,7 @@ judged on its cases, in a sentence the tune report prints."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
 from modeltriage.learn.tuning import Case, QualityModel, cases_from_log, cases_from_routes
 from modeltriage.log.entries import FeedbackEntry, LogEntry
+from modeltriage.log.sample import LogSample
 from modeltriage.router import Router, route_all
 
 
@@ -99,10 +100,14 @@ def log_cases(
     log_url: str,
     *,
     log: bool = True,
+    model_feedback: Mapping[str, tuple[int, float]] | None = None,
+    sampled_from: tuple[int, int] | None = None,
 ) -> TuningCases:
     """Cases from logged decisions with their text (re-routed for their neighbours), with
     feedback as measured quality; ``log_url`` names the log in messages. ``log=False``
-    keeps the re-routing out of the decision log."""
+    keeps the re-routing out of the decision log. ``entries`` a sample of a log
+    (``sampled_from``: its decisions with a text, and all): ``model_feedback`` is the
+    whole log's (:class:`modeltriage.log.sample.LogSample`)."""
     with_text = [e for e in entries if e.text is not None]
     if not with_text:
         raise InputError(f"--log: no logged decision with its text in {log_url}")
@@ -113,11 +118,33 @@ def log_cases(
         [d.neighbours for d in decisions],
         router.config,
         {i.name: i for i in router.intent_set.intents},
+        model_feedback,
     )
     skipped = len(entries) - len(with_text)
+    what = f"{len(with_text)} logged requests"
+    if sampled_from is not None:
+        with_texts, total = sampled_from
+        what = f"a random sample of {len(with_text)} of {with_texts} logged requests"
+        skipped = total - with_texts
     source = (
-        f"{len(with_text)} logged requests ({skipped} stored as a hash only, skipped); "
+        f"{what} ({skipped} stored as a hash only, skipped); "
         "quality is measured where feedback exists for the chosen model, else estimated "
         "as the mean feedback of the chosen tier"
     )
     return TuningCases(cases, quality, _with_cascade_note(router, source))
+
+
+def sampled_log_cases(router: Router, sample: LogSample, log_url: str) -> TuningCases:
+    """:func:`log_cases` over a sample of the log (:func:`modeltriage.log.sample.sample_log`),
+    without logging the re-routing."""
+    if not sample.sampled:
+        return log_cases(router, sample.entries, sample.feedback, log_url, log=False)
+    return log_cases(
+        router,
+        sample.entries,
+        sample.feedback,
+        log_url,
+        log=False,
+        model_feedback=sample.model_feedback,
+        sampled_from=(sample.with_text, sample.total),
+    )
