@@ -44,13 +44,12 @@ def _flagship(
     """(spend, all-flagship spend, requests) over the decisions whose input size is
     known: logged, or estimated from the stored text's length as the report does."""
     where, params = _since(store, since, "created_at")
-    # One scan of the table (a UNION of the two cases took two).
-    length = "CASE WHEN input_tokens IS NULL THEN LENGTH(text) END"
     rows = store.query(
-        f"SELECT input_tokens, {length}, COUNT(*), SUM(estimated_cost_usd) FROM decisions "
-        f"WHERE (input_tokens IS NOT NULL OR text IS NOT NULL){where} "
-        f"GROUP BY input_tokens, {length}",
-        params,
+        "SELECT input_tokens, NULL, COUNT(*), SUM(estimated_cost_usd) FROM decisions "
+        f"WHERE input_tokens IS NOT NULL{where} GROUP BY input_tokens "
+        "UNION ALL SELECT NULL, LENGTH(text), COUNT(*), SUM(estimated_cost_usd) FROM decisions "
+        f"WHERE input_tokens IS NULL AND text IS NOT NULL{where} GROUP BY LENGTH(text)",
+        params + params,
     )
     spend = flagship = 0.0
     counted = 0
