@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeltriage import HashingEncoder
+from modeltriage import HashingEncoder, Router
 from modeltriage.core.encoders import Vectors, normalise
 from modeltriage.core.index import NumpyIndex
 from modeltriage.core.intents import load_intent_documents
@@ -125,3 +125,19 @@ def test_fast_lint_gives_the_findings_of_a_plain_search(
     checks = {f.check for f in reference.findings}
     assert {"misrouted", "overlap", "duplicate", "difficulty_conflict"} <= checks, checks
     assert fast == reference
+
+
+@pytest.mark.real
+def test_shipped_intents_fast_lint_equals_a_plain_faiss_search(
+    shipped_router: Router, shipped_copy: Path
+) -> None:
+    """Through the real encoder's saved vectors and the real flat FAISS index."""
+    intent_set, docs = load_intent_documents(shipped_copy)
+    loaded, note = index_for_lint(intent_set, None, build=False)
+    assert note is None and is_exact(loaded)
+    plain = dataclasses.replace(
+        loaded, manifest=loaded.manifest.model_copy(update={"index_type": "searched"})
+    )
+    fast = lint_loaded(intent_set, loaded, docs)
+    assert fast == lint_loaded(intent_set, plain, docs)
+    assert fast.exemplars > 500 and fast.findings
