@@ -1,8 +1,10 @@
-"""`modeltriage logs` and `simulate --escalation-rate log` on a generated log of a million
-decisions: wall time and peak memory, against reading every row as the report used to.
+"""`modeltriage logs`, `simulate --escalation-rate log` and `tune --log` on a generated log
+of a million decisions: wall time and peak memory, against reading every row as the report
+used to, or (``--before-src``) against an earlier version's code in the same run.
 
     PYTHONPATH=src .venv/bin/python benchmarks/large_log.py --rows 1000000 --url /tmp/big.db
     PYTHONPATH=src .venv/bin/python benchmarks/large_log.py --rows 1000000 --url postgresql://...
+    git archive 7924527 src | tar -x -C /tmp/before   # then --before-src /tmp/before/src
 
 The log is generated once per URL (skipped when it already holds ``--rows`` decisions):
 decisions spread over 30 days with the shipped router.yaml's models, feedback on 2% of
@@ -90,9 +92,13 @@ def generate(url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(command: list[str], timeout: float) -> dict[str, object]:
+def measure(
+    command: list[str], timeout: float, src: Path = REPO / "src", url: str | None = None
+) -> dict[str, object]:
     started = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1"}
+    if url is not None:  # simulate --escalation-rate log reads the configured log
+        env["MODELTRIAGE_LOG_URL"] = url
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = started + timeout
     while True:
@@ -102,13 +108,20 @@ def measure(command: list[str], timeout: float) -> dict[str, object]:
         if time.perf_counter() > deadline:
             process.kill()
             os.wait4(process.pid, 0)
-            return {"seconds": None, "peak_rss_mb": None, "note": f"killed after {timeout:.0f}s"}
+            return {
+                "seconds": None,
+                "cpu_s": None,
+                "peak_rss_mb": None,
+                "note": f"killed after {timeout:.0f}s",
+            }
         time.sleep(0.1)
     seconds = time.perf_counter() - started
     assert process.stderr is not None
     note = "" if os.waitstatus_to_exitcode(status) == 0 else process.stderr.read().decode()[-300:]
     return {
         "seconds": round(seconds, 1),
+        # CPU of the process: on a shared machine the wall time is mostly waiting.
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
         "note": note,
     }
@@ -120,6 +133,12 @@ def main() -> int:
     parser.add_argument("--url", required=True, help="SQLite path or postgresql:// URL")
     parser.add_argument("--old-timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--before-src",
+        type=Path,
+        help="an earlier checkout's src/ (git worktree or archive): each command is also run "
+        "with it, just before the current one, for a before/after pair from one run",
+    )
     args = parser.parse_args()
     generated_s = generate(args.url, args.rows)
     intents = str(REPO / "intents")
@@ -139,18 +158,39 @@ def main() -> int:
         f"print(summarise(s.decisions(), s.feedback(), load_intents({intents!r}).config, "
         "s.events()).requests)"
     )
-    cli = [python, "-m", "modeltriage.cli", "logs", "--intents", intents, "--url", args.url]
-    runs = {
-        "modeltriage logs": measure(cli, 600),
-        "modeltriage logs --since 2026-10-28": measure(
-            [*cli, "--since", "2026-10-28T00:00:00+00:00"], 600
+    mt = [python, "-m", "modeltriage.cli"]
+    cli = [*mt, "logs", "--intents", intents, "--url", args.url]
+    traffic = str(REPO / "examples" / "traffic" / "support_day.jsonl")
+    commands = {
+        "modeltriage logs": (cli, None),
+        "modeltriage logs --since 2026-10-28": (
+            [*cli, "--since", "2026-10-28T00:00:00+00:00"],
+            None,
         ),
-        "escalation rate from the log": measure([python, "-c", rate], 600),
-        "before: every row read into memory": measure([python, "-c", old], args.old_timeout),
+        "escalation rate from the log": ([python, "-c", rate], None),
+        "modeltriage simulate --escalation-rate log": (
+            [*mt, "simulate", "--intents", intents, "--traffic", traffic],
+            args.url,
+        ),
+        "modeltriage tune --log": (
+            [*mt, "tune", "--intents", intents, "--log", "--url", args.url],
+            None,
+        ),
     }
-    rows = [[name, r["seconds"], r["peak_rss_mb"], r["note"]] for name, r in runs.items()]
+    commands["modeltriage simulate --escalation-rate log"][0].extend(["--escalation-rate", "log"])
+    runs: dict[str, dict[str, object]] = {}
+    sources = [("", REPO / "src")]
+    if args.before_src is not None:
+        sources.insert(0, ("before: ", args.before_src))
+    for label, (command, env_url) in commands.items():
+        for prefix, src in sources:
+            timeout = args.old_timeout if prefix else 600
+            runs[prefix + label] = measure(command, timeout, src, env_url)
+    if args.before_src is None:
+        runs["before: every row read into memory"] = measure([python, "-c", old], args.old_timeout)
+    rows = [[n, r["seconds"], r["cpu_s"], r["peak_rss_mb"], r["note"]] for n, r in runs.items()]
     print(f"{args.rows:,} decisions in {args.url.split('@')[-1]} (generated in {generated_s:.0f}s)")
-    print(render_table(["command", "seconds", "peak RSS MB", "note"], rows))
+    print(render_table(["command", "seconds", "CPU s", "peak RSS MB", "note"], rows))
     if args.out is not None:
         report = {"machine": machine_info(), "rows": args.rows, "runs": runs}
         args.out.write_text(json.dumps(report, indent=1))

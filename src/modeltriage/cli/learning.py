@@ -146,20 +146,24 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
 
 def _log_cases(args: argparse.Namespace, router: Router) -> TuningCases:
-    from modeltriage.learn.tuning_cases import log_cases
+    from modeltriage.learn.tuning_cases import sampled_log_cases
     from modeltriage.log.open import open_store
+    from modeltriage.log.sample import sample_log
     from modeltriage.log.urls import configured_log_url
 
     url = configured_log_url(router.config.log, args.intents, args.url or None)
     if url is None:
         raise InputError("--log: decision logging is off (no log.url in router.yaml, no --url)")
+    if args.sample < 1:
+        raise InputError(f"--sample must be at least 1, got {args.sample}")
     store = open_store(url)
     try:
-        entries, feedback = store.decisions(), store.feedback()
+        # Every logged text is re-routed: a large log is tuned on a seeded sample of it.
+        sample = sample_log(store, args.sample, args.seed)
         events = store.events() if args.learn_cascade else None
     finally:
         store.close()
-    return log_cases(router, entries, feedback, store.url, events=events)
+    return sampled_log_cases(router, sample, store.url, events)
 
 
 def _tuning_cases(args: argparse.Namespace, router: Router) -> TuningCases:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modeltriage.core.ann import FLAT_DESCRIPTION
 from modeltriage.core.config import DIFFICULTIES
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index import (
@@ -110,6 +111,12 @@ def stored_vectors(loaded: LoadedIndex) -> Vectors:
     return index.vectors()
 
 
+def is_exact(loaded: LoadedIndex) -> bool:
+    """Whether ``loaded`` searches exactly (flat), so that leave-one-out may search its
+    vectors itself; an approximate index is searched as it serves."""
+    return isinstance(loaded.index, NumpyIndex) or loaded.manifest.index_type == FLAT_DESCRIPTION
+
+
 def lint_intents(
     directory: Path | str, encoder: Encoder | None = None, *, build: bool = True
 ) -> LintReport:
@@ -133,6 +140,7 @@ def lint_loaded(
         [r.intent for r in rows],
         config.scoring.top_k,
         config.scoring.aggregation,
+        exact=is_exact(loaded),
     )
     where = _Where(rows, _positions(rows), docs or {})
     floor = config.thresholds.min_similarity
@@ -281,11 +289,14 @@ def _cohesion(
 ) -> Iterator[Finding]:
     """Mean cosine of an intent's exemplars to its centroid: near 1, paraphrases of one
     request (they cover little); low, several topics under one name."""
-    if low is None and high is None:
+    m = len(loo.intents)
+    if (low is None and high is None) or m == 0:
         return
-    m, dim = len(loo.intents), vectors.shape[1]
-    sums = np.zeros((m, dim))
-    np.add.at(sums, loo.labels, vectors.astype(np.float64))
+    # Sums per intent over the rows grouped by intent (np.add.at is ~50x slower); every
+    # intent has a row, so no group is empty.
+    order = np.argsort(loo.labels, kind="stable")
+    starts = np.searchsorted(loo.labels[order], np.arange(m))
+    sums = np.add.reduceat(vectors[order].astype(np.float64), starts, axis=0)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centroids = sums / np.where(norms > 0, norms, 1.0)
     to_centroid = np.einsum("ij,ij->i", vectors, centroids[loo.labels])

@@ -19,6 +19,7 @@ from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import CONFIDENCE_GRID, outcome_cases
 from modeltriage.learn.tuning import Case, QualityModel, cases_from_routes
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
+from modeltriage.log.sample import LogSample
 from modeltriage.router import Router, route_all
 
 
@@ -105,11 +106,15 @@ def log_cases(
     *,
     log: bool = True,
     events: Sequence[EventEntry] | None = None,
+    model_feedback: Mapping[str, tuple[int, float]] | None = None,
+    sampled_from: tuple[int, int] | None = None,
 ) -> TuningCases:
     """Cases from logged decisions with their text (re-routed for their neighbours), with
     feedback as measured quality; ``log_url`` names the log in messages. ``log=False``
     keeps the re-routing out of the decision log. With ``events`` (the log's answer
-    checks), cascade plans are priced by their checked answers (`tune --learn-cascade`)."""
+    checks), cascade plans are priced by their checked answers (`tune --learn-cascade`).
+    ``entries`` a sample of a log (``sampled_from``: its decisions with a text, and all):
+    ``model_feedback`` is the whole log's (:class:`modeltriage.log.sample.LogSample`)."""
     with_text = [e for e in entries if e.text is not None]
     if not with_text:
         raise InputError(f"--log: no logged decision with its text in {log_url}")
@@ -129,10 +134,16 @@ def log_cases(
         router.config,
         {i.name: i for i in router.intent_set.intents},
         answers,
+        model_feedback,
     )
     skipped = len(entries) - len(with_text)
+    what = f"{len(with_text)} logged requests"
+    if sampled_from is not None:
+        with_texts, total = sampled_from
+        what = f"a random sample of {len(with_text)} of {with_texts} logged requests"
+        skipped = total - with_texts
     source = (
-        f"{len(with_text)} logged requests ({skipped} stored as a hash only, skipped); "
+        f"{what} ({skipped} stored as a hash only, skipped); "
         "quality is measured where feedback exists for the chosen model, else estimated "
         "as the mean feedback of the chosen tier"
     )
@@ -159,6 +170,7 @@ def cases_from_log(
     config: RouterConfig,
     intents: Mapping[str, Intent],
     answers: CheckedAnswers | None = None,
+    model_feedback: Mapping[str, tuple[int, float]] | None = None,
 ) -> tuple[list[Case], QualityModel]:
     """Cases from logged decisions (re-routed for their neighbours) and their feedback;
     with ``answers`` (:func:`~modeltriage.learn.checked_answers.checked_answers`), each
@@ -166,7 +178,9 @@ def cases_from_log(
 
     A feedback row counts for the model it names, else for the model the decision
     chose. Models nobody measured on a request are judged by their tier's mean feedback
-    over the whole log; the flagship, if never measured, is assumed perfect (1.0).
+    over the whole log (``model_feedback``: (rows, summed quality) per model, when
+    ``entries`` are a sample of it); the flagship, if never measured, is assumed
+    perfect (1.0).
     """
     by_decision: dict[str, dict[str, list[float]]] = {}
     chosen = {e.decision_id: e for e in entries}
@@ -182,6 +196,14 @@ def cases_from_log(
         if tier is not None:
             per_tier.setdefault(tier, []).append(fb.quality)
     tier_quality = {tier: sum(q) / len(q) for tier, q in per_tier.items()}
+    if model_feedback is not None:
+        sums: dict[str, tuple[int, float]] = {}
+        for model, (n, total) in model_feedback.items():
+            tier = tier_of.get(model)
+            if tier is not None:
+                had = sums.get(tier, (0, 0.0))
+                sums[tier] = (had[0] + n, had[1] + total)
+        tier_quality = {tier: total / n for tier, (n, total) in sums.items() if n}
     tier_quality.setdefault(config.flagship_tier, 1.0)
     cases = [
         Case(
@@ -198,3 +220,25 @@ def cases_from_log(
         for i, entry in enumerate(entries)
     ]
     return cases, QualityModel(config, intents, tier_quality, answers)
+
+
+def sampled_log_cases(
+    router: Router,
+    sample: LogSample,
+    log_url: str,
+    events: Sequence[EventEntry] | None = None,
+) -> TuningCases:
+    """:func:`log_cases` over a sample of the log (:func:`modeltriage.log.sample.sample_log`),
+    without logging the re-routing."""
+    if not sample.sampled:
+        return log_cases(router, sample.entries, sample.feedback, log_url, log=False, events=events)
+    return log_cases(
+        router,
+        sample.entries,
+        sample.feedback,
+        log_url,
+        log=False,
+        events=events,
+        model_feedback=sample.model_feedback,
+        sampled_from=(sample.with_text, sample.total),
+    )

@@ -323,16 +323,33 @@ class SQLStore(ABC):
         rows = self._select(
             "read feedback", "feedback", FEEDBACK_COLUMNS, where, order="created_at, seq"
         )
-        return [
-            FeedbackEntry(
-                decision_id=readable(row[0]),
-                quality=row[1],
-                source=readable(row[2]),
-                model=None if row[3] is None else readable(row[3]),
-                created_at=self._decode_time(row[4]),
-            )
-            for row in rows
-        ]
+        return [self._feedback_entry(row) for row in rows]
+
+    def _feedback_entry(self, row: Sequence[Any]) -> FeedbackEntry:
+        return FeedbackEntry(
+            decision_id=readable(row[0]),
+            quality=row[1],
+            source=readable(row[2]),
+            model=None if row[3] is None else readable(row[3]),
+            created_at=self._decode_time(row[4]),
+        )
+
+    def feedback_of(self, decision_ids: Sequence[str]) -> list[FeedbackEntry]:
+        """The feedback on ``decision_ids`` (a few hundred at a time), oldest first."""
+        if not decision_ids:
+            return []
+        marks = ", ".join([self._param] * len(decision_ids))
+        sql = (
+            f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback "
+            f"WHERE decision_id IN ({marks}) ORDER BY created_at, seq"
+        )
+        with self._guard("read feedback"):
+            rows = self._execute(sql, list(decision_ids)).fetchall()
+        return [self._feedback_entry(row) for row in rows]
+
+    def decode_entry(self, row: Sequence[Any]) -> LogEntry:
+        """A row of ENTRY_COLUMNS read through :meth:`query`, as an entry."""
+        return self._decode_entry(row)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read-only statement written with ``?`` placeholders: reports
