@@ -5,7 +5,7 @@ serving worker's RSS, in one run.
 
 Run from the repository root, on an otherwise idle machine if you can:
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serving.py [--backend onnx] [--queries 1000]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serving.py [--backend onnx-int8] [--queries 1000]
         [--duration 30] [--concurrency 1,8,32] [--json out.json]
 
 The intents directory (150 intent files from CLINC150 train, 100 exemplars each) is
@@ -168,7 +168,7 @@ def serve_and_load(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
-    parser.add_argument("--backend", default="onnx")
+    parser.add_argument("--backend", default="onnx-int8")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument(
         "--per-intent", type=int, default=None, help="exemplars per intent (default: all 100)"
