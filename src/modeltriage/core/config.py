@@ -252,7 +252,7 @@ class EncoderSettings(Strict):
     """Which weights embed requests and exemplars, and what runs them."""
 
     # onnx-int8: smoothed, per-token int8 keeps cosine >= 0.99 to torch on every text
-    # (core/onnx_quantise.py) and ran 1.45x faster than fp32 ONNX here, which is ~3x
+    # (core/onnx_quantise.py) and ran 1.4x faster than fp32 ONNX here, which is ~3x
     # faster than torch; both ONNX backends serve without torch (docs/benchmarks.md).
     backend: EncoderBackend = Field(
         default="onnx-int8",
