@@ -23,8 +23,9 @@ from modeltriage.core.encoders import (
     model_digest,
     packaged_model_dir,
 )
-from modeltriage.core.onnx_encoder import ENCODE_BATCH, OnnxEncoder
+from modeltriage.core.onnx_encoder import OnnxEncoder
 from modeltriage.core.onnx_export import INT8_NAME
+from modeltriage.core.onnx_tokenizer import ENCODE_BATCH
 from modeltriage.learn.checks import check_index
 from tests.conftest import ROUTER_YAML, TINY_INTENTS, write_intents
 

@@ -16,11 +16,10 @@ from modeltriage.core.encoders import (
     SentenceTransformerEncoder,
     Vectors,
     model_digest,
-    normalise,
     packaged_model_dir,
 )
 from modeltriage.core.onnx_export import FP32_NAME, INT8_NAME, export_in_child
-from modeltriage.core.onnx_tokenizer import load_tokenizer, mean_pooled, model_inputs
+from modeltriage.core.onnx_tokenizer import ENCODE_BATCH, embed, load_tokenizer
 from modeltriage.errors import ConfigError, MissingDependencyError
 
 OnnxBackend = Literal["onnx", "onnx-int8"]
@@ -28,8 +27,6 @@ OnnxBackend = Literal["onnx", "onnx-int8"]
 # Measured on the 2-core machine (docs/benchmarks.md): one thread is fastest for one
 # short query, and leaves the other core to the web server.
 DEFAULT_THREADS = 1
-# Texts per onnxruntime call when embedding many (a build): sentence-transformers' default.
-ENCODE_BATCH = 32
 
 
 def _check_mean_pooling(model_dir: Path) -> None:
@@ -109,9 +106,7 @@ class OnnxEncoder:
     def _encode_batch(self, texts: Sequence[str]) -> Vectors:
         if len(texts) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        feeds = model_inputs(self._tokenizer, texts)
-        hidden = self._session.run(None, feeds)[0]
-        return normalise(mean_pooled(hidden, feeds["attention_mask"]))
+        return embed(self._session, self._tokenizer, texts)
 
 
 def _session(path: Path, threads: int) -> Any:

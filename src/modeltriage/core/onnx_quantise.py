@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from modeltriage.core import onnx_files
-from modeltriage.core.encoders import normalise
-from modeltriage.core.onnx_tokenizer import load_tokenizer, mean_pooled, model_inputs
+from modeltriage.core.onnx_tokenizer import ENCODE_BATCH, embed, load_tokenizer, model_inputs
 from modeltriage.errors import ConfigError, MissingDependencyError
 
 # Chosen on the packaged MiniLM by the smallest cosine to fp32 over the fidelity texts of
@@ -37,7 +36,6 @@ ALPHA = 0.5
 # A model whose int8 copy strays further than this from fp32 on the calibration texts is
 # refused rather than served: its index would not be the fp32 model's index.
 FIDELITY_FLOOR = 0.99
-_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -121,8 +119,8 @@ def _input_maxima(
         probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     session = _session(probe)
     maxima: dict[str, np.ndarray] = {}
-    for start in range(0, len(texts), _BATCH):
-        feeds = model_inputs(tokenizer, texts[start : start + _BATCH])
+    for start in range(0, len(texts), ENCODE_BATCH):
+        feeds = model_inputs(tokenizer, texts[start : start + ENCODE_BATCH])
         real = feeds["attention_mask"].astype(bool)
         for name, values in zip(names, session.run(names, feeds), strict=True):
             found = np.abs(values[real]).max(axis=0)
@@ -270,10 +268,8 @@ def _min_cosine(fp32: Path, int8: Path, tokenizer: Any, texts: list[str]) -> flo
     """The smallest cosine between the two models' pooled vectors over ``texts``."""
     sessions = (_session(str(fp32)), _session(str(int8)))
     worst = 1.0
-    for start in range(0, len(texts), _BATCH):
-        feeds = model_inputs(tokenizer, texts[start : start + _BATCH])
-        a, b = (
-            normalise(mean_pooled(s.run(None, feeds)[0], feeds["attention_mask"])) for s in sessions
-        )
+    for start in range(0, len(texts), ENCODE_BATCH):
+        batch = texts[start : start + ENCODE_BATCH]
+        a, b = (embed(session, tokenizer, batch) for session in sessions)
         worst = min(worst, float((a * b).sum(axis=1).min()))
     return worst

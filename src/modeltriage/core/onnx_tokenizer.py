@@ -10,9 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from modeltriage.core.encoders import normalise
 from modeltriage.errors import ConfigError, MissingDependencyError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Texts per onnxruntime call when embedding many (a build): sentence-transformers' default.
+ENCODE_BATCH = 32
 
 
 def max_seq_length(model_dir: Path) -> int:
@@ -58,8 +61,12 @@ def model_inputs(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
     return dict(zip(INPUTS, (ids, mask, types), strict=True))
 
 
-def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean of the token vectors over the attention mask (not yet normalised)."""
-    weights = mask[:, :, None].astype(np.float32)
+def embed(session: Any, tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
+    """One batch of texts through an onnxruntime session of the exported model: the token
+    vectors averaged over the attention mask, as sentence-transformers pools, then
+    L2-normalised."""
+    feeds = model_inputs(tokenizer, texts)
+    hidden = session.run(None, feeds)[0]
+    weights = feeds["attention_mask"][:, :, None].astype(np.float32)
     pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-    return np.asarray(pooled, dtype=np.float32)
+    return normalise(np.asarray(pooled, dtype=np.float32))
