@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from modeltriage import AdapterError, ConfigError, HashingEncoder, Router, StaleIndexError
 from modeltriage.core import adapter as A
@@ -109,14 +110,12 @@ def test_cv_sample_keeps_every_intent() -> None:
     assert len(kept) == 50 and set(np.bincount(labels[kept])) == {10}
 
 
-@pytest.mark.parametrize(
-    ("intents", "message"),
-    [(["a", "a", "a"], "at least 2 intents")],
-)
-def test_too_few_intents_is_an_adapter_error(intents: list[str], message: str) -> None:
+def test_one_intent_is_the_identity_map() -> None:
+    # Nothing to tell apart: the loss is 0 from the start, so the trained map is W = I.
     x, _ = _blobs(intents=1, per=3)
-    with pytest.raises(AdapterError, match=message):
-        A.train_adapter(x, intents, _settings())
+    adapter = A.train_adapter(x, ["a", "a", "a"], _settings())
+    np.testing.assert_array_equal(adapter.matrix, np.eye(x.shape[1], dtype=np.float32))
+    np.testing.assert_allclose(adapter.apply(x), A.normalise_rows(x), atol=1e-6)
 
 
 def test_vectors_that_are_not_finite_are_an_adapter_error() -> None:
@@ -203,11 +202,19 @@ def test_a_changed_adapter_setting_or_file_is_refused_like_a_stale_index(tmp_pat
         )
 
 
+class _NotFiniteEncoder(HashingEncoder):
+    """Vectors with a NaN: what a broken encoder hands the adapter."""
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        vectors = super().encode(texts)
+        vectors[:, 0] = np.nan
+        return vectors
+
+
 def test_a_failed_adapter_writes_no_index(tmp_path: Path) -> None:
-    one_intent = {"hours.yaml": TINY_INTENTS["hours.yaml"]}
-    intents_dir = write_intents(tmp_path / "intents", one_intent, ADAPTER_ON)
-    with pytest.raises(AdapterError, match="at least 2 intents"):
-        build_index(intents_dir, HashingEncoder())
+    intents_dir = write_intents(tmp_path / "intents", TINY_INTENTS, ADAPTER_ON)
+    with pytest.raises(AdapterError, match="not finite"):
+        build_index(intents_dir, _NotFiniteEncoder())
     assert not (intents_dir / ".index" / "CURRENT").exists()
 
 
@@ -277,3 +284,15 @@ def test_real_encoder_through_faiss(tmp_path: Path) -> None:
     )
     assert decision.intent == "code"
     assert "adapter" in decision.explanation
+
+
+def test_one_intent_builds_with_the_identity_and_check_says_so(tmp_path: Path) -> None:
+    one_intent = {"hours.yaml": TINY_INTENTS["hours.yaml"]}
+    intents_dir = write_intents(tmp_path / "intents", one_intent, ADAPTER_ON)
+    manifest = build_index(intents_dir, HashingEncoder())
+    build, _ = read_manifest(intents_dir / ".index")
+    matrix = np.load(build / "adapter.npy")
+    assert manifest.adapter_digest == A.matrix_digest(np.eye(matrix.shape[0]))
+    router = Router.load(intents_dir, encoder=HashingEncoder(), log=False)
+    assert router.route("what are your opening hours").intent == "hours"
+    assert any("one intent" in note for note in check_index(intents_dir).notes)

@@ -221,9 +221,11 @@ def test_shipped_intents_plan_cascades_with_the_real_encoder(
     config["thresholds"].update({"margin": 0.2, "cascade_margin": 0.95})
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     with Router.load(target, encoder=real_encoder, build_if_needed=True, log="memory:") as router:
+        # Margins with the adapter on (torch MiniLM, 2026-12-07): 1.0, 0.70, 0.83, 0.19.
         texts = [
             "what are your opening hours on sunday?",
-            "my package never arrived and I also want a refund",
+            "my router keeps dropping and I want to cancel my subscription",
+            "the app crashes when I try to pay, can I get a refund",
             "I was charged twice, is my warranty still valid?",
         ]
         decisions = [router.route(t) for t in texts]

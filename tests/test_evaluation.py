@@ -752,7 +752,8 @@ def test_clinc_slice_through_the_real_encoder(
     assert "floor 0." in table and "tuned on 60 held-out training rows" in table
     report = json.loads(out.read_text(encoding="utf-8"))
     router, top1 = report["router"]["scores"], report["top1"]["scores"]
-    assert report["floor_source"] == "tuned" and 0.3 <= report["floor"] <= 0.7
+    # The adapter (on by default) raises every similarity, and the floor with them.
+    assert report["floor_source"] == "tuned" and 0.3 <= report["floor"] <= 0.9
     # 20 well-separated intents with 10 exemplars each: a real encoder gets most right
     # (measured: 80% in scope, 90% of out-of-scope rows caught, at min_similarity 0.46).
     assert router["in_scope_accuracy"] >= 0.7 and router["overall_accuracy"] >= 0.7

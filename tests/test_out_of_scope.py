@@ -221,3 +221,16 @@ def test_real_backends_with_the_adapter_turn_gibberish_away(tmp_path: Path, back
     away = router.route(GIBBERISH)
     assert away.reason == "no_match", away.explanation
     assert router.route("when do you open on saturday").intent == "hours"
+
+
+def test_lint_and_diff_build_in_memory_with_the_floor_a_saved_build_has(tmp_path: Path) -> None:
+    # `lint` and `diff` build a side without an index in memory: it must turn away what
+    # the saved index turns away, or `diff` reports changes no edit caused.
+    from modeltriage.learn.lint import index_for_lint
+
+    intents_dir = write_intents(tmp_path / "intents", TINY_INTENTS, CALIBRATED)
+    in_memory, note = index_for_lint(load_intents(intents_dir), HashingEncoder())
+    assert note is not None and "in memory" in note
+    saved = build_index(intents_dir, HashingEncoder())
+    assert saved.oos_floor is not None
+    assert in_memory.manifest.oos_floor == saved.oos_floor

@@ -58,6 +58,11 @@ def adapter_notes(intent_set: IntentSet) -> list[str]:
     learn from), or the same exemplars as another intent (nothing tells them apart).
     The adapter still builds; routing among them rests on the raw geometry."""
     notes: list[str] = []
+    if intent_set.config.adapter.enabled and len(intent_set.intents) == 1:
+        notes.append(
+            "adapter: one intent, nothing to tell apart: the map is the identity until "
+            "a second intent is added"
+        )
     lonely = sorted(i.name for i in intent_set.intents if len(i.exemplars) == 1)
     if lonely:
         notes.append(

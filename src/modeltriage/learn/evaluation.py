@@ -191,10 +191,17 @@ def _tuning_rows(
 
 
 def _top1_verdicts(
-    decisions: Sequence[Decision], config: RouterConfig, intents: Mapping[str, Intent]
+    decisions: Sequence[Decision],
+    config: RouterConfig,
+    intents: Mapping[str, Intent],
+    oos_floor: float | None,
 ) -> list[Verdict]:
-    """Plain nearest neighbour from the router's own neighbours: nothing re-embedded."""
-    return [decide(d.neighbours[:1], config, intents, d.input_tokens) for d in decisions]
+    """Plain nearest neighbour from the router's own neighbours: nothing re-embedded.
+    The index's calibrated out-of-scope floor applies as it does in the router."""
+    return [
+        decide(d.neighbours[:1], config, intents, d.input_tokens, oos_floor=oos_floor)
+        for d in decisions
+    ]
 
 
 def _policy_result(
@@ -222,7 +229,7 @@ def _route_and_score(
     decisions = route_all(router, [r.text for r in test], explain=True)
     intents = {i.name: i for i in intent_set.intents}
     top1_config = with_policy(config, top_k=1, aggregation="max")
-    baseline = _top1_verdicts(decisions, top1_config, intents)
+    baseline = _top1_verdicts(decisions, top1_config, intents, router.manifest.oos_floor)
     return (
         _policy_result("router", decisions, config, test),
         _policy_result("top-1 nearest neighbour", baseline, top1_config, test),

@@ -98,8 +98,16 @@ def index_for_lint(
         from modeltriage.router import encoder_for
 
         encoder = encoder_for(intent_set)
+    # The same build as `modeltriage build`, out-of-scope floor included: without it an
+    # in-memory side of `diff` routed requests the saved side turns away.
     loaded = build_in_memory(
-        rows, encoder, FaissIndex, config.scoring, config.index, config.adapter
+        rows,
+        encoder,
+        FaissIndex,
+        config.scoring,
+        config.index,
+        config.adapter,
+        config.out_of_scope,
     )
     return loaded, f"{reason}; built one in memory meanwhile"
 
