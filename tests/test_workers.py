@@ -239,3 +239,35 @@ def test_a_worker_without_its_settings_says_how_to_start(
     monkeypatch.delenv(INTENTS_ENV, raising=False)
     with pytest.raises(InputError, match="serve --workers N"):
         app_from_env()
+
+
+@pytest.mark.parametrize("flag", ["--watch", "--keep-last-good"])
+def test_reloading_flags_are_refused_with_workers(
+    tiny_dir: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--intents", str(tiny_dir), "--workers", "2", flag]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--watch and --keep-last-good serve one process" in err
+
+
+def test_a_worker_sweeps_the_samples_directory_serve_was_given(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modeltriage.http.app import INTENTS_ENV, SAMPLES_ENV, app_from_env
+
+    monkeypatch.setenv("MODELTRIAGE_ENCODER_FACTORY", "modeltriage:HashingEncoder")
+    monkeypatch.setenv(INTENTS_ENV, str(tiny_dir))
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "mine.jsonl").write_text('{"text": "what are your opening hours"}\n')
+    monkeypatch.setenv(SAMPLES_ENV, str(samples))
+    from modeltriage import HashingEncoder
+    from modeltriage.router import build_index
+
+    build_index(tiny_dir, HashingEncoder())
+    from fastapi.testclient import TestClient
+
+    with TestClient(app_from_env()) as client:
+        listed = client.get("/explore/samples")
+    assert listed.status_code == 200, listed.text
+    assert "mine.jsonl" in listed.text

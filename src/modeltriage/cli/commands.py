@@ -215,6 +215,13 @@ def run_serve(args: argparse.Namespace, encoder: Encoder | None) -> int:
     if args.ray:
         return _serve_ray(args, encoder, plan, injected=given)
     if args.workers > 1:
+        if args.watch or args.keep_last_good:
+            # Each worker loads the index the parent built and never builds: a reload
+            # in one worker would leave the others serving the old index.
+            raise InputError(
+                "--watch and --keep-last-good serve one process: drop them, or use "
+                "--workers 1 (restart the workers to serve a rebuilt index)"
+            )
         return _serve_workers(args, encoder, plan, injected=given)
     # Load before starting the server so a bad config is a one-line error, not a trace.
     try:
@@ -300,7 +307,7 @@ def _build_for_workers(
     from pathlib import Path
 
     from modeltriage.cli.serving import worker_environment
-    from modeltriage.http.app import INTENTS_ENV
+    from modeltriage.http.app import INTENTS_ENV, SAMPLES_ENV
     from modeltriage.router import Router
 
     if injected:
@@ -313,6 +320,8 @@ def _build_for_workers(
     with Router.load(args.intents, encoder=encoder, build_if_needed=not args.no_build) as router:
         manifest = router.manifest
     os.environ[INTENTS_ENV] = str(Path(args.intents).resolve())
+    # Resolved here: a worker or replica may not start in this directory.
+    os.environ[SAMPLES_ENV] = str(Path(args.samples).resolve())
     # Workers are new processes: they read the keys and origins the plan settled on.
     os.environ.update(worker_environment(plan))
     return manifest

@@ -54,6 +54,7 @@ from modeltriage.learn.explore_samples import SampleCache
 # What `serve --workers N` hands its worker processes.
 INTENTS_ENV = "MODELTRIAGE_SERVE_INTENTS"
 WORKERS_ENV = "MODELTRIAGE_SERVE_WORKERS"
+SAMPLES_ENV = "MODELTRIAGE_SERVE_SAMPLES"  # `serve --samples`, for each worker's explorer
 # "module:callable" returning an Encoder: a custom (or, in tests, the fake) encoder that
 # worker processes can build themselves, since an encoder object cannot cross into them.
 ENCODER_FACTORY_ENV = "MODELTRIAGE_ENCODER_FACTORY"
@@ -203,4 +204,5 @@ def app_from_env() -> FastAPI:
         encoder=encoder_from_env(),
         peer_workers=workers > 1,
         cors_origins=[o for o in origins if o],
+        samples_dir=os.environ.get(SAMPLES_ENV) or DEFAULT_SAMPLES_DIR,
     )
