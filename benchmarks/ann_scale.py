@@ -29,8 +29,8 @@ import numpy as np
 from _common import DEFAULT_DATA, machine_info, render_table
 
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
-from modeltriage.core.index import FaissIndex
 from modeltriage.core.onnx_files import cache_root
+from modeltriage.core.vector_index import FaissIndex
 from modeltriage.learn.datasets import read_intents_jsonl
 
 

@@ -155,7 +155,8 @@ class Evaluator:
     """Search an exemplar set once, then evaluate policies with modeltriage's own decide()."""
 
     def __init__(self, intents: Sequence[Any], embeddings: Embeddings, base_config: Any) -> None:
-        from modeltriage.core.index import FaissIndex, exemplar_rows
+        from modeltriage.core.index import exemplar_rows
+        from modeltriage.core.vector_index import FaissIndex
 
         self.rows = exemplar_rows(intents)
         self.intents = {i.name: i for i in intents}
@@ -548,8 +549,9 @@ def shipped_section(
     from modeltriage import load_intents
     from modeltriage.core.config import Scoring, Thresholds
     from modeltriage.core.decision import Neighbour
-    from modeltriage.core.index import FaissIndex, exemplar_rows
+    from modeltriage.core.index import exemplar_rows
     from modeltriage.core.policy import decide
+    from modeltriage.core.vector_index import FaissIndex
 
     intent_set = load_intents(intents_dir)
     config = intent_set.config

@@ -102,8 +102,8 @@ def predict(
     (``core.scoring``: weights exp((s - best) / 0.05) summed per intent over the top_k
     exemplars), which with top_k 1 is the plain nearest neighbour. Vectorised: the same
     arithmetic as ``policy.decide`` without a Python call per row."""
-    from modeltriage.core.index import FaissIndex
     from modeltriage.core.scoring import VOTE_TEMPERATURE
+    from modeltriage.core.vector_index import FaissIndex
 
     sims, ids = FaissIndex.from_vectors(keys).search(queries, top_k)
     weights = np.exp((sims - sims[:, :1]) / VOTE_TEMPERATURE)

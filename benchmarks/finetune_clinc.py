@@ -208,7 +208,8 @@ def evaluate(
     config: Any,
 ) -> dict[str, Any]:
     """Index ``val_intents`` for val and ``cal_intents`` for the held-out min_similarity."""
-    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows
+    from modeltriage.core.index import build_in_memory, exemplar_rows
+    from modeltriage.core.vector_index import FaissIndex
 
     t0 = time.perf_counter()
     all_names = sorted({i.name for i in val_intents})

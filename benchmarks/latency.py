@@ -179,7 +179,8 @@ def load_shipped(intents_dir: Path, encoder: Any) -> tuple[Any, Any, str]:
     Building in memory keeps this script from writing into intents/.index.
     """
     from modeltriage import IndexStateError, Router, load_intents
-    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows, load_index
+    from modeltriage.core.index import build_in_memory, exemplar_rows, load_index
+    from modeltriage.core.vector_index import FaissIndex
 
     intent_set = load_intents(intents_dir)
     rows = exemplar_rows(intent_set.intents)
@@ -198,7 +199,8 @@ def load_shipped(intents_dir: Path, encoder: Any) -> tuple[Any, Any, str]:
 
 def load_clinc(data_dir: Path, config: Any, encoder: Any) -> tuple[Any, Any]:
     from modeltriage import Router
-    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows
+    from modeltriage.core.index import build_in_memory, exemplar_rows
+    from modeltriage.core.vector_index import FaissIndex
     from modeltriage.learn.datasets import intent_set_from_labelled, read_intents_jsonl
 
     rows = read_intents_jsonl(data_dir / "clinc150" / "train.intents.jsonl")
@@ -511,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The same router with the decision log on (SQLite in a temp dir, background writer):
     # logging must not slow routing.
-    from modeltriage.router import Router, open_logger
+    from modeltriage.loading import open_logger
+    from modeltriage.router import Router
 
     log_dir = Path(tempfile.mkdtemp(prefix="modeltriage-bench-log-"))
     logged_router = Router(

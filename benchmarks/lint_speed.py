@@ -29,7 +29,7 @@ from modeltriage.core.index import exemplar_rows, index_is_current
 from modeltriage.core.intents import load_intents
 from modeltriage.core.onnx_files import cache_root
 from modeltriage.learn.lint import lint_intents
-from modeltriage.router import build_index
+from modeltriage.loading import build_index
 
 
 def write_clinc_intents(train: Path, out: Path) -> int:

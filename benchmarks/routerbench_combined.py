@@ -71,8 +71,9 @@ from cascade_routerbench import (
 from modeltriage.core.config import Scoring
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
-from modeltriage.core.index import ExemplarRow, FaissIndex, LoadedIndex, build_in_memory
+from modeltriage.core.index import ExemplarRow, LoadedIndex, build_in_memory
 from modeltriage.core.scoring import VOTE_TEMPERATURE, score_intents
+from modeltriage.core.vector_index import FaissIndex
 from modeltriage.learn.embedding_cache import CachingEncoder
 from modeltriage.learn.outcome_data import read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import evaluate_outcomes

@@ -130,7 +130,7 @@ def run_modeltriage(
 ) -> dict[str, Any]:
     from modeltriage import Router, build_index
     from modeltriage.core.intents import load_intents
-    from modeltriage.router import encoder_for
+    from modeltriage.loading import encoder_for
 
     intents = work / f"modeltriage-{backend}"
     write_intents(intents, exemplars, backend, threads)

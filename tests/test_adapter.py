@@ -15,7 +15,6 @@ from modeltriage import AdapterError, ConfigError, HashingEncoder, Router, Stale
 from modeltriage.core import adapter as A
 from modeltriage.core.config import AdapterSettings
 from modeltriage.core.index import (
-    FaissIndex,
     build_in_memory,
     exemplar_rows,
     index_is_current,
@@ -24,8 +23,9 @@ from modeltriage.core.index import (
     train_settings,
 )
 from modeltriage.core.intents import load_intents
+from modeltriage.core.vector_index import FaissIndex
 from modeltriage.learn.checks import check_index
-from modeltriage.router import build_index
+from modeltriage.loading import build_index
 from tests.conftest import ROUTER_YAML, TINY_INTENTS, TORCH_BACKEND, write_intents
 
 # The fake encoder stands for the torch backend: `check` compares router.yaml's with it.

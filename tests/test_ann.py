@@ -11,7 +11,8 @@ import pytest
 from modeltriage import HashingEncoder, Router, SentenceTransformerEncoder, build_index
 from modeltriage.cli.main import main
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
-from modeltriage.core.index import FaissIndex, read_manifest
+from modeltriage.core.index import read_manifest
+from modeltriage.core.vector_index import FaissIndex
 from modeltriage.errors import ConfigError, StaleIndexError
 from modeltriage.learn.checks import check_index
 

@@ -473,7 +473,9 @@ def test_handler_prints_a_table_and_writes_json(
     config_dir = tmp_path / "config"
     config_dir.mkdir()
     shipped = (SHIPPED_INTENTS / "router.yaml").read_text(encoding="utf-8")
-    (config_dir / "router.yaml").write_text(shipped + "\nadapter: {enabled: false}\n")
+    assert "adapter:\n  enabled: true\n" in shipped
+    raw = shipped.replace("adapter:\n  enabled: true\n", "adapter:\n  enabled: false\n")
+    (config_dir / "router.yaml").write_text(raw)
     args = _files(
         "--json", str(out), "--per-intent", "5", "--top-k", "10", "--intents", str(config_dir)
     )

@@ -17,8 +17,6 @@ from modeltriage import (
     load_intents,
 )
 from modeltriage.core.index import (
-    FaissIndex,
-    NumpyIndex,
     build_in_memory,
     exemplar_rows,
     index_is_current,
@@ -26,6 +24,7 @@ from modeltriage.core.index import (
     read_manifest,
     save_index,
 )
+from modeltriage.core.vector_index import FaissIndex, NumpyIndex
 
 
 def test_build_then_load(tiny_dir: Path, fake_encoder: HashingEncoder) -> None:

@@ -26,7 +26,8 @@ CRASHING_SAVE = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from modeltriage import HashingEncoder, load_intents
-    from modeltriage.core.index import FaissIndex, build_in_memory, exemplar_rows, save_index
+    from modeltriage.core.index import build_in_memory, exemplar_rows, save_index
+    from modeltriage.core.vector_index import FaissIndex
 
     where, intents = sys.argv[1], Path(sys.argv[2])
 

@@ -15,13 +15,22 @@ ALLOWED: dict[str, set[str]] = {
     "core": {"errors"},
     "log": {"errors", "core"},
     "followup": {"errors", "core", "log"},
-    "router": {"errors", "core", "log", "followup"},
+    # What a router is assembled from (encoder, index, logger): the router's layer, one
+    # module below it.
+    "loading": {"errors", "core", "log", "followup"},
+    "router": {"errors", "core", "log", "followup", "loading"},
     # Hot reload holds a router: the router's layer, one module above it.
-    "reloader": {"errors", "core", "log", "followup", "router"},
-    "learn": {"errors", "core", "log", "followup", "router"},
-    "http": {"errors", "core", "log", "followup", "router", "reloader", "learn", "package"},
-    "cli": {"errors", "core", "log", "followup", "router", "reloader", "learn", "http", "package"},
-    "package": {"errors", "core", "log", "followup", "router"},
+    "reloader": {"errors", "core", "log", "followup", "loading", "router"},
+    "learn": {"errors", "core", "log", "followup", "loading", "router"},
+    "http": {
+        *("errors", "core", "log", "followup", "loading", "router", "reloader", "learn"),
+        "package",
+    },
+    "cli": {
+        *("errors", "core", "log", "followup", "loading", "router", "reloader", "learn"),
+        *("http", "package"),
+    },
+    "package": {"errors", "core", "log", "followup", "loading", "router"},
 }
 
 

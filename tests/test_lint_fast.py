@@ -14,8 +14,8 @@ import pytest
 
 from modeltriage import HashingEncoder, Router
 from modeltriage.core.encoders import Vectors, normalise
-from modeltriage.core.index import NumpyIndex
 from modeltriage.core.intents import load_intent_documents
+from modeltriage.core.vector_index import NumpyIndex
 from modeltriage.learn.all_pairs import self_search
 from modeltriage.learn.lint import index_for_lint, is_exact, lint_loaded
 

@@ -131,3 +131,28 @@ def test_tune_log_sample_flag(
     for bad in ("0", "-5"):
         assert main([*args, "--sample", bad], encoder=HashingEncoder()) == 1
         assert "--sample must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_tune_log_sample_through_the_real_encoder(
+    shipped_router: Router,
+    shipped_copy: Path,
+    real_encoder: object,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A real log of the sample traffic (the shipped intents, MiniLM, the saved FAISS
+    # index), with feedback on some of it; `tune --log --sample` re-routes only the sample.
+    traffic = Path(__file__).resolve().parent.parent / "examples" / "traffic"
+    rows = [json.loads(line) for line in (traffic / "support_day.jsonl").open()][:60]
+    url = str(tmp_path / "log.sqlite3")
+    with Router.load(shipped_copy, encoder=real_encoder, log=url) as router:  # type: ignore[arg-type]
+        for i, row in enumerate(rows):
+            decision = router.route(row["text"])
+            if i % 3 == 0:
+                router.feedback(decision.id, 1.0 if decision.intent else 0.5)
+    args = ["tune", "--intents", str(shipped_copy), "--log", "--url", url, "--json"]
+    assert main([*args, "--sample", "25"], encoder=real_encoder) == 0  # type: ignore[arg-type]
+    result = json.loads(capsys.readouterr().out)
+    assert result["tune_cases"] + result["held_out_cases"] == 25
+    assert 0 < result["measured_share"] <= 1

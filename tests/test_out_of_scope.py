@@ -16,7 +16,7 @@ from modeltriage.core.adapter import normalise_rows
 from modeltriage.core.config import OutOfScopeSettings
 from modeltriage.core.intents import load_intents
 from modeltriage.core.policy import decide
-from modeltriage.router import build_index
+from modeltriage.loading import build_index
 from tests.conftest import ROUTER_YAML, TINY_INTENTS, TORCH_BACKEND, write_intents
 
 from .test_policy import CONFIG, INTENTS, n
@@ -207,7 +207,7 @@ GIBBERISH = "zxqv blorp fnord 7781 kkkk"
 @pytest.mark.real
 @pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
 def test_real_backends_with_the_adapter_turn_gibberish_away(tmp_path: Path, backend: str) -> None:
-    from modeltriage.router import encoder_for
+    from modeltriage.loading import encoder_for
 
     yaml = CALIBRATED.replace("adapter: {enabled: false}", "adapter: {enabled: true}")
     intents_dir = write_intents(

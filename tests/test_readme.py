@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modeltriage.router import build_index
+from modeltriage.loading import build_index
 
 from .conftest import REPO, SHIPPED_INTENTS
 

@@ -15,8 +15,8 @@ from modeltriage.cli.main import main
 from modeltriage.core.config import Aggregation
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Vectors, normalise
-from modeltriage.core.index import NumpyIndex
 from modeltriage.core.scoring import score_intents
+from modeltriage.core.vector_index import NumpyIndex
 from modeltriage.errors import ConfigError
 from modeltriage.learn.lint import lint_intents
 from modeltriage.learn.loo import leave_one_out, neighbours_without_self

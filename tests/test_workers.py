@@ -262,7 +262,7 @@ def test_a_worker_sweeps_the_samples_directory_serve_was_given(
     (samples / "mine.jsonl").write_text('{"text": "what are your opening hours"}\n')
     monkeypatch.setenv(SAMPLES_ENV, str(samples))
     from modeltriage import HashingEncoder
-    from modeltriage.router import build_index
+    from modeltriage.loading import build_index
 
     build_index(tiny_dir, HashingEncoder())
     from fastapi.testclient import TestClient

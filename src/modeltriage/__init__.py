@@ -32,11 +32,12 @@ from modeltriage.errors import (
     UnknownDecisionError,
 )
 from modeltriage.followup.answers import Answer, Escalation
+from modeltriage.loading import build_index
 from modeltriage.log.entries import EventEntry, FeedbackEntry, LogEntry
 from modeltriage.log.memory import MemoryStore
 from modeltriage.log.store import LogStore
 from modeltriage.log.writer import DecisionLogger
-from modeltriage.router import Router, build_index
+from modeltriage.router import Router
 
 try:
     __version__ = version("modeltriage")

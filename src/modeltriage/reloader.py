@@ -30,9 +30,10 @@ from modeltriage.core.index_builds import read_last_good, save_last_good
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.errors import ConfigError, IndexStateError, ModelTriageError
 from modeltriage.followup.model_health import Clock
+from modeltriage.loading import encoder_for, index_for, open_logger
 from modeltriage.log.store import LogStore
 from modeltriage.log.writer import DecisionLogger
-from modeltriage.router import Router, encoder_for, index_for, open_logger
+from modeltriage.router import Router
 
 _log = logging.getLogger(__name__)
 # The index directory --keep-last-good looks in when router.yaml cannot be read.

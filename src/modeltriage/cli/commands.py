@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def run_build(args: argparse.Namespace, encoder: Encoder | None) -> int:
-    from modeltriage.router import build_index
+    from modeltriage.loading import build_index
 
     started = time.perf_counter()
     manifest = build_index(args.intents, encoder=encoder)

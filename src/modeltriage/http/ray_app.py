@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.intents import load_intents
 from modeltriage.errors import ConfigError, InputError, MissingDependencyError, OverloadedError
-from modeltriage.router import encoder_for
+from modeltriage.loading import encoder_for
 
 try:
     from ray import serve

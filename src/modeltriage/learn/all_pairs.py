@@ -9,7 +9,7 @@ the ``k``-th largest similarity within its own block, which can only be below it
 floor is tight). Only similarities at or above a row's floor are kept as candidates, a
 few dozen a row, and the exact top ``k`` is picked from them at the end.
 
-The result is that of an exact search (:class:`modeltriage.core.index.NumpyIndex`):
+The result is that of an exact search (:class:`modeltriage.core.vector_index.NumpyIndex`):
 nearest first, equal similarities in row order. `modeltriage lint` uses it when the
 index is exact (flat); an approximate index is searched as it serves.
 """

@@ -28,7 +28,8 @@ from modeltriage.core.yamlsource import YamlDocument
 from modeltriage.errors import ConfigError, InputError
 from modeltriage.learn.lint import index_for_lint
 from modeltriage.learn.simulation import SimulationReport, TrafficRow, simulate
-from modeltriage.router import Router, encoder_for, route_all
+from modeltriage.loading import encoder_for
+from modeltriage.router import Router, route_all
 
 
 @dataclass(frozen=True)

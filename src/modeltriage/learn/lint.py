@@ -21,14 +21,13 @@ from modeltriage.core.config import DIFFICULTIES
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index import (
     ExemplarRow,
-    FaissIndex,
     LoadedIndex,
-    NumpyIndex,
     build_in_memory,
     exemplar_rows,
     load_index,
 )
 from modeltriage.core.intents import IntentSet, load_intent_documents
+from modeltriage.core.vector_index import FaissIndex, NumpyIndex
 from modeltriage.core.yamlsource import YamlDocument
 from modeltriage.errors import IndexMissingError, IndexStateError
 from modeltriage.learn.lint_report import Finding, LintReport, Severity
@@ -95,7 +94,7 @@ def index_for_lint(
             raise
         reason = str(exc)
     if encoder is None:
-        from modeltriage.router import encoder_for
+        from modeltriage.loading import encoder_for
 
         encoder = encoder_for(intent_set)
     # The same build as `modeltriage build`, out-of-scope floor included: without it an

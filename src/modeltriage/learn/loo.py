@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 
 from modeltriage.core.config import Aggregation
 from modeltriage.core.encoders import Vectors
-from modeltriage.core.index import VectorIndex
 from modeltriage.core.scoring import VOTE_TEMPERATURE
+from modeltriage.core.vector_index import VectorIndex
 from modeltriage.learn.all_pairs import self_search
 
 Ints = NDArray[np.int64]

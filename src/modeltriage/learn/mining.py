@@ -24,10 +24,11 @@ from modeltriage.core.intents import IntentSet, load_intent_documents
 from modeltriage.errors import InputError
 from modeltriage.learn.clustering import cluster_labels, default_cluster_count
 from modeltriage.learn.lint import index_for_lint
+from modeltriage.loading import encoder_for
 from modeltriage.log.entries import FeedbackEntry, LogEntry
 from modeltriage.log.open import open_store
 from modeltriage.log.urls import configured_log_url
-from modeltriage.router import Router, encoder_for, route_all
+from modeltriage.router import Router, route_all
 
 MISSED_REASONS = ("no_match", "low_margin")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from modeltriage.core.config import Scoring
 from modeltriage.core.encoders import Encoder
-from modeltriage.core.index import NumpyIndex
+from modeltriage.core.vector_index import NumpyIndex
 from modeltriage.learn.loo import leave_one_out
 from modeltriage.learn.outcome_data import OutcomeRow
 
