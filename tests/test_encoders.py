@@ -3,6 +3,7 @@ serving without torch. The export itself (torch) runs once per module, in a temp
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -130,6 +131,35 @@ def test_backend_of_an_encoder_id() -> None:
         "sentence-transformers/all-MiniLM-L6-v2+ft:0123456789ab",
         "onnx-int8",
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "mean"),
+    [
+        ({"embedding_dimension": 384, "pooling_mode": "mean"}, True),  # sentence-transformers 6
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, True),  # before
+        ({"pooling_mode": ["mean", "max"]}, False),
+        ({"pooling_mode": "cls"}, False),
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, False),
+        ({"pooling_mode_mean_tokens": False}, False),
+        ({}, False),
+    ],
+)
+def test_a_fine_tuned_model_with_mean_pooling_in_either_format_runs_on_onnx(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: dict[str, object], mean: bool
+) -> None:
+    """`modeltriage finetune` saves with sentence-transformers 6, which writes the pooling
+    as ``pooling_mode``: the ONNX backends (the default) must take that model."""
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    (model / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(ConfigError) as info:
+        OnnxEncoder("onnx", model)
+    # Past the pooling check, the next refusal is the export this test never made.
+    assert ("mean pooling only" in str(info.value)) is not mean
+    assert ("is missing" in str(info.value)) is mean
 
 
 def test_check_reports_an_index_built_by_another_backend(
