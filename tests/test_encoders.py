@@ -162,6 +162,25 @@ def test_a_fine_tuned_model_with_mean_pooling_in_either_format_runs_on_onnx(
     assert ("is missing" in str(info.value)) is mean
 
 
+def test_truncation_length_of_a_model_saved_by_either_sentence_transformers(
+    tmp_path: Path,
+) -> None:
+    from modeltriage.core.onnx_tokenizer import max_seq_length
+
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    assert max_seq_length(tmp_path) == 128
+    # Version 6 (a `modeltriage finetune` output): the tokenizer's length, within positions.
+    (tmp_path / "sentence_bert_config.json").write_text('{"module_output_name": "x"}')
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 256}')
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
+    assert max_seq_length(tmp_path) == 256
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000}')
+    assert max_seq_length(tmp_path) == 512
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"tokenizer_config\.json: cannot read max_seq_length"):
+        max_seq_length(tmp_path)
+
+
 def test_check_reports_an_index_built_by_another_backend(
     tmp_path: Path, fake_encoder: HashingEncoder
 ) -> None:
