@@ -3,6 +3,7 @@ serving without torch. The export itself (torch) runs once per module, in a temp
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -130,6 +131,54 @@ def test_backend_of_an_encoder_id() -> None:
         "sentence-transformers/all-MiniLM-L6-v2+ft:0123456789ab",
         "onnx-int8",
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "mean"),
+    [
+        ({"embedding_dimension": 384, "pooling_mode": "mean"}, True),  # sentence-transformers 6
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, True),  # before
+        ({"pooling_mode": ["mean", "max"]}, False),
+        ({"pooling_mode": "cls"}, False),
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, False),
+        ({"pooling_mode_mean_tokens": False}, False),
+        ({}, False),
+    ],
+)
+def test_a_fine_tuned_model_with_mean_pooling_in_either_format_runs_on_onnx(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: dict[str, object], mean: bool
+) -> None:
+    """`modeltriage finetune` saves with sentence-transformers 6, which writes the pooling
+    as ``pooling_mode``: the ONNX backends (the default) must take that model."""
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    (model / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(ConfigError) as info:
+        OnnxEncoder("onnx", model)
+    # Past the pooling check, the next refusal is the export this test never made.
+    assert ("mean pooling only" in str(info.value)) is not mean
+    assert ("is missing" in str(info.value)) is mean
+
+
+def test_truncation_length_of_a_model_saved_by_either_sentence_transformers(
+    tmp_path: Path,
+) -> None:
+    from modeltriage.core.onnx_tokenizer import max_seq_length
+
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    assert max_seq_length(tmp_path) == 128
+    # Version 6 (a `modeltriage finetune` output): the tokenizer's length, within positions.
+    (tmp_path / "sentence_bert_config.json").write_text('{"module_output_name": "x"}')
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 256}')
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
+    assert max_seq_length(tmp_path) == 256
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 1000000000000}')
+    assert max_seq_length(tmp_path) == 512
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"tokenizer_config\.json: cannot read max_seq_length"):
+        max_seq_length(tmp_path)
 
 
 def test_check_reports_an_index_built_by_another_backend(

@@ -195,6 +195,29 @@ def test_fine_tune_then_route_with_the_fine_tuned_encoder(
     assert "is not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.real
+def test_a_fine_tuned_model_serves_on_the_default_onnx_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sentence-transformers 6 saves the pooling and the truncation length where earlier
+    versions did not: the default backend (onnx-int8) must read both, and embed as torch."""
+    monkeypatch.setenv("MODELTRIAGE_CACHE_DIR", str(tmp_path / "cache"))
+    intents = write_intents(
+        tmp_path / "intents", TINY_INTENTS, ROUTER_YAML + "encoder: {path: encoder-ft}\n"
+    )
+    model_dir = intents / "encoder-ft"
+    argv = ["finetune", "--intents", str(intents), "--out", str(model_dir), "--batch-size", "3"]
+    assert main(argv) == 0
+    assert main(["build", "--intents", str(intents)]) == 0
+    fine = SentenceTransformerEncoder(model_path=model_dir)
+    texts = ["my python script throws a KeyError traceback", "are you open on sundays"]
+    with Router.load(intents, log=False) as router:
+        assert router.encoder.model_id.startswith(fine.model_id + " [onnx-int8 ")
+        cosines = (router.encoder.encode(texts) * fine.encode(texts)).sum(axis=1)
+        assert cosines.min() >= 0.99
+        assert router.route(texts[0]).intent == "code"
+
+
 def test_the_model_id_covers_every_file_but_the_record(tmp_path: Path) -> None:
     from modeltriage.core.encoders import model_digest
 

@@ -33,11 +33,25 @@ def _check_mean_pooling(model_dir: Path) -> None:
     """The ONNX backends pool by mean only; another pooling would silently change vectors."""
     path = model_dir / "1_Pooling" / "config.json"
     try:
-        mean = json.loads(path.read_text(encoding="utf-8")).get("pooling_mode_mean_tokens")
-    except (OSError, ValueError, AttributeError):
-        mean = None
-    if mean is not True:
+        modes = pooling_modes(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, AttributeError, TypeError):
+        modes = []
+    if modes != ["mean"]:
         raise ConfigError("the ONNX encoder supports mean pooling only; use backend: torch", path)
+
+
+def pooling_modes(config: dict[str, Any]) -> list[str]:
+    """The pooling modes of a sentence-transformers ``1_Pooling/config.json``. Version 6
+    writes ``pooling_mode`` (a name or a list; what ``modeltriage finetune`` saves now),
+    earlier ones a boolean per mode (``pooling_mode_mean_tokens``: the packaged model)."""
+    mode = config.get("pooling_mode")
+    if mode is not None:
+        return [mode] if isinstance(mode, str) else [str(m) for m in mode]
+    return [
+        key.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+        for key, on in config.items()
+        if key.startswith("pooling_mode_") and on is True
+    ]
 
 
 class OnnxEncoder:

@@ -19,11 +19,20 @@ ENCODE_BATCH = 32
 
 
 def max_seq_length(model_dir: Path) -> int:
-    """sentence-transformers' truncation length, from the model's own settings."""
+    """sentence-transformers' truncation length, from the model's own settings: before
+    version 6 ``sentence_bert_config.json``'s ``max_seq_length``; version 6 (which saves
+    ``modeltriage finetune``'s models) writes none there and truncates at the tokenizer's
+    ``model_max_length``."""
     path = model_dir / "sentence_bert_config.json"
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))["max_seq_length"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        value = json.loads(path.read_text(encoding="utf-8")).get("max_seq_length")
+        if value is None:
+            path = model_dir / "tokenizer_config.json"
+            value = json.loads(path.read_text(encoding="utf-8"))["model_max_length"]
+            # As sentence-transformers 6 does: never past the model's positions.
+            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+            value = min(value, config.get("max_position_embeddings", value))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"cannot read max_seq_length: {exc}", path) from None
     if not isinstance(value, int) or value < 1:
         raise ConfigError(f"max_seq_length must be a positive integer, not {value!r}", path)
