@@ -98,11 +98,16 @@ end
 """
 
 
-def wrk(port: int, script: Path, concurrency: int, duration: int) -> dict[str, Any]:
+def wrk(
+    port: int, script: Path | None, concurrency: int, duration: int, path: str = "/route"
+) -> dict[str, Any]:
+    """wrk at ``concurrency`` connections; ``script`` (Lua) writes the requests, None: GET."""
     threads = min(2, concurrency)
     argv = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency"]
+    if script is not None:
+        argv += ["-s", str(script)]
     out = subprocess.run(
-        [*argv, "-s", str(script), f"http://127.0.0.1:{port}/route"],
+        [*argv, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
         check=True,

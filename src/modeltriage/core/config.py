@@ -278,11 +278,15 @@ class ServingSettings(Strict):
     """How the service gathers concurrent requests into one encoder call, and how many
     recent request texts it remembers. Measured in docs/benchmarks.md."""
 
+    # 0: a request is routed as soon as the worker is free, and those arriving meanwhile
+    # form the next batch. Measured against 1 ms on the shipped intents: more requests per
+    # second at 1, 8 and 32 clients, and 1 ms less at one (docs/benchmarks.md).
     batch_wait_ms: float = Field(
-        default=1.0,
+        default=0.0,
         ge=0,
         le=1000,
-        description="how long the first request of a micro-batch waits for others, in ms",
+        description="how long the first request of a micro-batch waits for others, in ms "
+        "(0: none; requests arriving while a batch is routed form the next one)",
     )
     max_batch: int = Field(
         default=64, ge=1, le=4096, description="texts per micro-batch (encoder call)"

@@ -181,7 +181,9 @@ def _role(request: Request, keys: ApiKeys) -> Role:
     return role
 
 
-def require_route(request: Request) -> None:
+# The two dependencies are async although they never await: FastAPI runs a sync
+# dependency in its thread pool, a thread hop on every request for a dictionary lookup.
+async def require_route(request: Request) -> None:
     """A dependency: with route keys configured, the request carries a route or admin key
     (401 otherwise); with none, anyone passes."""
     keys = _keys(request)
@@ -189,7 +191,7 @@ def require_route(request: Request) -> None:
         _role(request, keys)
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     """A dependency: the request carries an admin key. 403 when no admin key is
     configured (saying how to enable them) or for a route key; 401 for none or a wrong one."""
     keys = _keys(request)
