@@ -176,7 +176,7 @@ def one_cheap_model(n: int, wrong: int) -> dict[str, GroupTable]:
         # the cheap model serves only where the folds' choices can afford it.
         (0.0, 1, 0.0),
         (0.0, 3, 0.0),
-        (1.645, 1, 1.5),
+        (1.645, 1, 1.25),
         (1.645, 3, 1.0),
     ],
 )
