@@ -77,7 +77,7 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         default=MARGIN_Z,
         help="with --plans: the learned safety margin is the one whose cross-validated "
         "quality, less this many standard errors, keeps the floor (%(default)s: a one-sided "
-        "95%% bound; 0: the pooled held-out quality, the rule before 2026-12-07)",
+        "95%% bound; 0: the pooled held-out quality alone, as before 2026-12-07)",
     )
 
 
