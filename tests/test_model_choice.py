@@ -9,20 +9,31 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from modeltriage import ConfigError, HashingEncoder, InputError, load_intents
 from modeltriage.cli.main import main
+from modeltriage.cli.outcomes import MARGIN_Z
 from modeltriage.learn.outcome_compare import compare_plans
 from modeltriage.learn.outcome_data import Outcome, OutcomeRow, read_outcomes_jsonl
 from modeltriage.learn.outcome_knn import knn_choices, knn_estimates
-from modeltriage.learn.outcome_margin import fold_indices, learn_margin
+from modeltriage.learn.outcome_margin import (
+    MARGINS,
+    Z_DEFAULT,
+    MarginScore,
+    fold_indices,
+    learn_margin,
+    mean_score,
+    ratio_std_error,
+)
 from modeltriage.learn.outcome_prices import estimated_cost, priced_rows, read_prices
 from modeltriage.learn.planlearning import learn_plans, plan_tiers
 from modeltriage.learn.plans import (
     FLAGSHIP_NOW,
+    GroupTable,
     Plan,
     choose_plans,
     group_table,
@@ -137,14 +148,99 @@ def test_folds_deal_every_group_into_every_fold() -> None:
 def test_the_margin_is_learned_by_cross_validation() -> None:
     tables = group_tables(groups(), ["tiny", "mini", "mid"], "huge", answers=False)
     learned = learn_margin(tables, 0.98, folds=5, seed=0)
-    assert [s.margin for s in learned.scores] == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    assert [s.margin for s in learned.scores] == list(MARGINS)
     chosen = next(s for s in learned.scores if s.margin == learned.margin)
-    assert chosen.quality_share >= 0.98
+    assert chosen.lower(learned.z) >= 0.98
     assert all(
-        s.savings <= chosen.savings + 1e-12 for s in learned.scores if s.quality_share >= 0.98
+        s.savings <= chosen.savings + 1e-12 for s in learned.scores if s.lower(learned.z) >= 0.98
     )
     with pytest.raises(ValueError, match="folds"):
         learn_margin(tables, 0.98, folds=1)
+
+
+def one_cheap_model(n: int, wrong: int) -> dict[str, GroupTable]:
+    """One group of ``n`` prompts: the flagship always right, a model 100x cheaper wrong
+    on ``wrong`` of them."""
+    quality = np.ones((2, n))
+    quality[1, :wrong] = 0.0
+    cost = np.vstack([np.full(n, 0.1), np.full(n, 0.001)])
+    plans = [FLAGSHIP_NOW, Plan("single", "cheap")]
+    return {"g": GroupTable(plans, quality, cost, np.zeros((2, n), dtype=bool))}
+
+
+@pytest.mark.parametrize(
+    ("z", "repeats", "margin"),
+    [
+        # 98.5% held out, standard error 0.4 points: the pooled rule takes the cheap
+        # model; its 95% lower bound (97.9%) misses the floor, so the margin grows until
+        # the cheap model serves only where the folds' choices can afford it.
+        (0.0, 1, 0.0),
+        (0.0, 3, 0.0),
+        (1.645, 1, 1.25),
+        (1.645, 3, 1.0),
+    ],
+)
+def test_the_margin_keeps_a_lower_bound_of_the_held_out_quality(
+    z: float, repeats: int, margin: float
+) -> None:
+    learned = learn_margin(one_cheap_model(1000, 15), 0.98, z=z, repeats=repeats)
+    assert (learned.margin, learned.z, learned.repeats) == (margin, z, repeats)
+    first = learned.scores[0]
+    assert first.quality_share == pytest.approx(0.985)
+    assert first.std_error == pytest.approx(
+        math.sqrt(15 * 0.985**2 + 985 * 0.015**2) / 999**0.5 * 1000**0.5 / 1000
+    )
+    chosen = next(s for s in learned.scores if s.margin == learned.margin)
+    assert chosen.lower(z) >= 0.98
+    assert all(s.lower(z) < 0.98 for s in learned.scores if s.savings > chosen.savings)
+
+
+def test_no_margin_keeps_the_bound_then_the_best_bound_is_taken() -> None:
+    # 50 prompts, 1 wrong: every fold whose kept rows are all right chooses the cheap
+    # model at any margin, so no margin's bound reaches a floor of 1.
+    learned = learn_margin(one_cheap_model(50, 1), 1.0, repeats=1)
+    best = max(s.lower(learned.z) for s in learned.scores)
+    chosen = next(s for s in learned.scores if s.margin == learned.margin)
+    assert chosen.lower(learned.z) == best < 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"folds": 1}, "folds"),
+        ({"z": -1.0}, "z must"),
+        ({"z": math.nan}, "z must"),
+        ({"repeats": 0}, "deal"),
+        ({"margins": ()}, "no margins"),
+    ],
+)
+def test_learn_margin_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        learn_margin(one_cheap_model(20, 1), 0.98, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "expected"),
+    [
+        ([1, 1, 0, 1], [1, 1, 1, 1], 0.25),  # the binomial sqrt(p(1-p)/(n-1)) at p=0.75
+        ([1, 1, 1], [1, 1, 1], 0.0),  # same as the flagship everywhere
+        ([0.5, 0.5], [1, 1], 0.0),  # a constant ratio has no spread
+        ([1], [1], 0.0),  # one prompt: no spread to measure
+        ([0, 0], [0, 0], 0.0),  # the flagship never right: no share to bound
+    ],
+)
+def test_ratio_std_error(num: list[float], den: list[float], expected: float) -> None:
+    assert ratio_std_error(np.array(num, float), np.array(den, float)) == pytest.approx(expected)
+
+
+def test_deals_average_share_savings_and_error_and_keep_the_worst_fold() -> None:
+    a = MarginScore(0.5, 0.98, 0.6, 0.01, 0.95)
+    b = MarginScore(0.5, 1.0, 0.4, 0.03, 0.97)
+    assert mean_score([a, b]) == MarginScore(
+        0.5, pytest.approx(0.99), pytest.approx(0.5), pytest.approx(0.02), 0.95
+    )
+    with pytest.raises(ValueError, match="no scores"):
+        mean_score([])
 
 
 def test_knn_estimates_weight_neighbours_and_skip_gaps() -> None:
@@ -312,6 +408,15 @@ def test_learn_plans_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
     argv = ["learn", str(source), "--plans", "--flagship", "huge", "--out", out, "--floor", "inf"]
     assert main(argv, encoder=HashingEncoder()) == 1
     assert "floor" in capsys.readouterr().err
+    for z in ("-1", "nan"):
+        argv = ["learn", str(source), "--plans", "--flagship", "huge", "--out", out]
+        assert main([*argv, "--margin-z", z], encoder=HashingEncoder()) == 1
+        assert "--margin-z" in capsys.readouterr().err
+
+
+def test_the_parser_default_z_is_the_learners() -> None:
+    # Spelled out in the CLI so the parser does not import numpy.
+    assert MARGIN_Z == Z_DEFAULT
 
 
 def test_eval_outcomes_plans_cli_with_the_fake_encoder(
@@ -325,6 +430,8 @@ def test_eval_outcomes_plans_cli_with_the_fake_encoder(
     assert "per-model kNN" in printed and "mean" in printed and "worst" in printed
     assert len(json.loads(report.read_text())["splits"]) == 2
     assert main([*argv, "--seeds", "0"], encoder=HashingEncoder()) == 1
+    # The earlier rule (the pooled held-out quality) is still there.
+    assert main([*argv, "--seeds", "1", "--margin-z", "0"], encoder=HashingEncoder()) == 0
 
 
 @pytest.mark.real

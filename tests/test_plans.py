@@ -197,7 +197,9 @@ def test_evaluate_outcome_files_scores_plans_on_held_out_rows(tmp_path: Path) ->
 
 def test_plans_without_answers_choose_one_model_each() -> None:
     bare = [OutcomeRow(r.id, r.text, r.task, r.outcomes) for r in all_rows()]
-    learned = learn_plans(bare, TIERS, None, floor=0.8)
+    # On 60 prompts the held-out 86.7% is +-4.4 points: its 95% lower bound misses 0.8
+    # and would keep the flagship; this test is about the kind of plan, not the bound.
+    learned = learn_plans(bare, TIERS, None, floor=0.8, margin_z=0.0)
     assert not learned.answers
     assert all(i.cascade is None for i in learned.intents)
     assert {i.name: i.model for i in learned.intents}["quiz"] == "tiny"

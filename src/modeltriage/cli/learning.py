@@ -80,13 +80,14 @@ def run_learn(args: argparse.Namespace, encoder: Encoder | None) -> int:
 
 
 def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
-    from modeltriage.cli.outcomes import cached_real_encoder
+    from modeltriage.cli.outcomes import cached_real_encoder, checked_margin_z
     from modeltriage.learn.outcome_files import plan_tiers_of, read_priced
     from modeltriage.learn.outcome_intents import write_intents_dir
     from modeltriage.learn.planlearning import learn_plans
 
     if args.margin is not None and not (0 <= args.margin < 100):
         raise InputError(f"--margin must be from 0 to 100 standard errors, got {args.margin}")
+    margin_z = checked_margin_z(args.margin_z)
     rows = read_priced(args.outcomes, args.prices)
     tiers = plan_tiers_of(rows, args.tiers, args.flagship)
     learned = learn_plans(
@@ -102,10 +103,16 @@ def _learn_plans(args: argparse.Namespace, encoder: Encoder | None) -> int:
         clusters=args.clusters,
         seed=args.seed,
         margin=args.margin,
+        margin_z=margin_z,
     )
     flagship = tiers[-1][1]
     margin = args.margin if learned.margin is None else learned.margin.margin
-    how = "given" if learned.margin is None else "learned by 5-fold cross-validation"
+    how = (
+        "given"
+        if learned.margin is None
+        else f"learned by 5-fold cross-validation, {learned.margin.repeats} deals, held-out "
+        f"quality less {learned.margin.z:g} standard errors"
+    )
     kinds = (
         "one model, or a model checked by other models that must all agree"
         if learned.answers

@@ -9,8 +9,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modeltriage.errors import InputError
+
 if TYPE_CHECKING:
     from modeltriage.core.encoders import Encoder
+
+# learn.outcome_margin.Z_DEFAULT, spelled out so the parser does not import numpy.
+MARGIN_Z = 1.0
 
 
 def add_grouping_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -65,6 +70,14 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         default=3,
         help="with --plans and `responses`: at most this many of those models answer a "
         "cascade, escalating unless all agree (%(default)s; 1: no cascades)",
+    )
+    p.add_argument(
+        "--margin-z",
+        type=float,
+        default=MARGIN_Z,
+        help="with --plans: the learned safety margin is the one whose cross-validated "
+        "quality, less this many standard errors, keeps the floor (%(default)s; 1.645: a "
+        "one-sided 95%% bound; 0: the pooled held-out quality alone, as before 2026-12-07)",
     )
 
 
@@ -134,6 +147,7 @@ def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> in
         floor=args.floor,
         candidates=args.candidates,
         agree=args.agree,
+        margin_z=checked_margin_z(args.margin_z),
         seeds=args.seeds,
         prices=args.prices,
     )
@@ -150,6 +164,12 @@ def run_outcomes(args: argparse.Namespace, encoder: Encoder | None = None) -> in
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return 0
+
+
+def checked_margin_z(z: float) -> float:
+    if not (0 <= z <= 10):
+        raise InputError(f"--margin-z must be from 0 to 10 standard errors, got {z}")
+    return z
 
 
 def cached_real_encoder() -> Encoder:

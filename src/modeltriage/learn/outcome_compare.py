@@ -26,7 +26,7 @@ from modeltriage.learn.outcome_data import OutcomeRow
 from modeltriage.learn.outcome_eval import apgr, oracle
 from modeltriage.learn.outcome_intents import GroupBy
 from modeltriage.learn.outcome_knn import SLACKS, knn_choices, knn_estimates, quality_matrix
-from modeltriage.learn.outcome_margin import learn_margin
+from modeltriage.learn.outcome_margin import Z_DEFAULT, learn_margin
 from modeltriage.learn.planlearning import decision_plan, learn_plans
 from modeltriage.learn.plans import FLAGSHIP_NOW, Plan, Served, choose_from_tables, serve
 from modeltriage.learn.splits import seeded_split
@@ -199,6 +199,7 @@ def evaluate_split(
     floor: float,
     candidates: int,
     agree: int = 3,
+    margin_z: float = Z_DEFAULT,
     good: float,
     long_text: str,
     group_by: GroupBy,
@@ -217,6 +218,7 @@ def evaluate_split(
         clusters=clusters,
         seed=seed or 0,
         long_text=long_text,
+        margin_z=margin_z,
     )
     models = sorted({m for r in train for m in r.outcomes})
     complete = [r for r in test if all(m in r.outcomes for m in models)]
@@ -233,7 +235,7 @@ def evaluate_split(
     )
     curve = []
     for f in sorted({*FLOORS, floor}):
-        margin = learn_margin(learned.tables, f, seed=seed or 0).margin
+        margin = learn_margin(learned.tables, f, seed=seed or 0, z=margin_z).margin
         plans = choose_from_tables(learned.tables, floor=f, margin=margin).plans
         voted = [plans.get(d.intent or "", FLAGSHIP_NOW) for d in decisions]
         curve.append(plans_point(f"router floor {f:g}", complete, voted, flagship, f))
@@ -284,6 +286,7 @@ def compare_plans(
     floor: float = 0.98,
     candidates: int = 3,
     agree: int = 3,
+    margin_z: float = Z_DEFAULT,
     good: float = 0.5,
     long_text: str = "tail",
     group_by: GroupBy = "task",
@@ -315,6 +318,7 @@ def compare_plans(
             floor=floor,
             candidates=candidates,
             agree=agree,
+            margin_z=margin_z,
             good=good,
             long_text=long_text,
             group_by=group_by,

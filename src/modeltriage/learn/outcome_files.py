@@ -13,6 +13,7 @@ from modeltriage.learn.outcome_compare import Comparison, compare_plans
 from modeltriage.learn.outcome_data import OutcomeRow, read_outcomes_jsonl
 from modeltriage.learn.outcome_eval import OutcomesReport, evaluate_outcomes
 from modeltriage.learn.outcome_intents import GroupBy, parse_tiers
+from modeltriage.learn.outcome_margin import Z_DEFAULT
 from modeltriage.learn.outcome_prices import priced_rows, read_prices
 from modeltriage.learn.planlearning import plan_tiers
 from modeltriage.learn.splits import seeded_split
@@ -82,6 +83,7 @@ def evaluate_outcome_files(
     floor: float = 0.98,
     candidates: int = 3,
     agree: int = 3,
+    margin_z: float = Z_DEFAULT,
     seeds: int = 5,
     prices: Path | None = None,
 ) -> OutcomesReport | Comparison:
@@ -106,6 +108,7 @@ def evaluate_outcome_files(
             floor=floor,
             candidates=candidates,
             agree=agree,
+            margin_z=margin_z,
             good=good,
             long_text=long_text,
             group_by=group_by,

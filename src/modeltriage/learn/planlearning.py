@@ -26,7 +26,7 @@ from modeltriage.learn.outcome_intents import (
     learned_config,
     needs_clustering,
 )
-from modeltriage.learn.outcome_margin import MarginChoice, learn_margin
+from modeltriage.learn.outcome_margin import Z_DEFAULT, MarginChoice, learn_margin
 from modeltriage.learn.outcome_votes import voted_intents
 from modeltriage.learn.plans import (
     FLAGSHIP_NOW,
@@ -145,6 +145,7 @@ def learn_plans(
     long_text: str = "tail",
     margin: float | None = None,
     folds: int = 5,
+    margin_z: float = Z_DEFAULT,
     names: Sequence[str] | None = None,
     route_aware: bool = True,
 ) -> LearnedPlans:
@@ -154,7 +155,8 @@ def learn_plans(
     plan is chosen on the training prompts the router would send to it (each voted from
     the others, :mod:`outcome_votes`), not on its own task's prompts. Without
     `responses` only plans that compare no answers are considered. ``margin`` (standard
-    errors) is learned by ``folds``-fold cross-validation when None. ``long_text``: the
+    errors) is learned by ``folds``-fold cross-validation when None, the held-out quality
+    less ``margin_z`` standard errors reaching the floor. ``long_text``: the
     scoring view, for clustering and the config alike."""
     flagship = tiers[-1][1]
     if not 1 <= agree <= 8:
@@ -188,7 +190,7 @@ def learn_plans(
         )
         learned = None
         if margin is None:
-            learned = learn_margin(tables, floor, folds=folds, seed=seed)
+            learned = learn_margin(tables, floor, folds=folds, seed=seed, z=margin_z)
         used_margin = learned.margin if learned is not None else margin
         assert used_margin is not None
         choice = choose_from_tables(tables, floor=floor, margin=used_margin)
