@@ -12,7 +12,7 @@ from modeltriage.core.encoders import Encoder, SentenceTransformerEncoder
 from modeltriage.core.index import (
     LoadedIndex,
     Manifest,
-    build_in_memory,
+    build_from_config,
     exemplar_rows,
     load_index,
     save_index,
@@ -48,14 +48,8 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
     # Exemplars embedded by the last build come from the vector cache beside the index.
     cached = CachedExemplarEncoder(encoder, intent_set.index_path)
-    loaded = build_in_memory(
-        exemplar_rows(intent_set.intents),
-        cached,
-        FaissIndex,
-        intent_set.config.scoring,
-        intent_set.config.index,
-        intent_set.config.adapter,
-        intent_set.config.out_of_scope,
+    loaded = build_from_config(
+        exemplar_rows(intent_set.intents), cached, FaissIndex, intent_set.config
     )
     save_index(loaded, intent_set.index_path)
     return loaded.manifest
@@ -107,5 +101,5 @@ def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool)
         if not build_if_needed:
             raise
     cached = CachedExemplarEncoder(encoder, intent_set.index_path)
-    index = build_in_memory(rows, cached, FaissIndex, scoring, settings, adapter, oos)
+    index = build_from_config(rows, cached, FaissIndex, intent_set.config)
     return replace(index, build=save_index(index, intent_set.index_path).name)

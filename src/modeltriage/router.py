@@ -19,7 +19,7 @@ from modeltriage.core.failover import Failover
 from modeltriage.core.index import (
     LoadedIndex,
     Manifest,
-    build_in_memory,
+    build_from_config,
     exemplar_rows,
 )
 from modeltriage.core.inputs import (
@@ -111,16 +111,7 @@ class Router:
         Logging is off unless ``log`` asks for it (see :func:`open_logger`)."""
         factory = NumpyIndex if exact_numpy else FaissIndex
         rows = exemplar_rows(intent_set.intents)
-        config = intent_set.config
-        index = build_in_memory(
-            rows,
-            encoder,
-            factory,
-            config.scoring,
-            config.index,
-            config.adapter,
-            config.out_of_scope,
-        )
+        index = build_from_config(rows, encoder, factory, intent_set.config)
         return cls(intent_set, encoder, index, open_logger(intent_set, log), clock=clock)
 
     # --- what the router is made of --------------------------------------------------

@@ -31,7 +31,13 @@ from pydantic import BaseModel, ConfigDict
 
 from modeltriage.core.adapter import Adapter, TrainSettings, normalise_rows, train_adapter
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
-from modeltriage.core.config import AdapterSettings, Difficulty, OutOfScopeSettings, Scoring
+from modeltriage.core.config import (
+    AdapterSettings,
+    Difficulty,
+    OutOfScopeSettings,
+    RouterConfig,
+    Scoring,
+)
 from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index_builds import stamp, write_build, write_json
@@ -219,6 +225,26 @@ def build_in_memory(
         oos_median=None if calibration is None else calibration.median,
     )
     return LoadedIndex(index=index, rows=list(rows), manifest=manifest, adapter=adapter)
+
+
+def build_from_config(
+    rows: Sequence[ExemplarRow],
+    encoder: Encoder,
+    index_factory: type[FaissIndex] | type[NumpyIndex],
+    config: RouterConfig,
+) -> LoadedIndex:
+    """:func:`build_in_memory` with every setting router.yaml gives it (scoring, index
+    type, adapter, out-of-scope floor): the one build `build`, serving, `lint` and `diff`
+    share, so none of them can leave a setting out."""
+    return build_in_memory(
+        rows,
+        encoder,
+        index_factory,
+        config.scoring,
+        config.index,
+        config.adapter,
+        config.out_of_scope,
+    )
 
 
 def train_settings(settings: AdapterSettings, decay: float | None = None) -> TrainSettings:

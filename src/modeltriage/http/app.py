@@ -204,5 +204,11 @@ def app_from_env() -> FastAPI:
         encoder=encoder_from_env(),
         peer_workers=workers > 1,
         cors_origins=[o for o in origins if o],
-        samples_dir=os.environ.get(SAMPLES_ENV) or DEFAULT_SAMPLES_DIR,
+        samples_dir=samples_dir_from_env(),
     )
+
+
+def samples_dir_from_env() -> Path:
+    """The explorer's traffic files of a `serve --workers N` worker or a Ray replica: what
+    the parent's `--samples` resolved to, else the default."""
+    return Path(os.environ.get(SAMPLES_ENV) or DEFAULT_SAMPLES_DIR)

@@ -43,13 +43,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without ray
 
 from fastapi import FastAPI
 
-from modeltriage.http.app import (
-    DEFAULT_SAMPLES_DIR,
-    INTENTS_ENV,
-    SAMPLES_ENV,
-    create_app,
-    encoder_from_env,
-)
+from modeltriage.http.app import INTENTS_ENV, create_app, encoder_from_env, samples_dir_from_env
 from modeltriage.http.auth import CORS_ENV
 from modeltriage.http.observe import LOG_FORMAT_ENV, json_logging
 
@@ -158,7 +152,7 @@ class RouterIngress:
             encoder=encoder,
             peer_workers=True,
             cors_origins=[o for o in origins if o],
-            samples_dir=os.environ.get(SAMPLES_ENV) or DEFAULT_SAMPLES_DIR,
+            samples_dir=samples_dir_from_env(),
         )
 
 

@@ -22,7 +22,7 @@ from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index import (
     ExemplarRow,
     LoadedIndex,
-    build_in_memory,
+    build_from_config,
     exemplar_rows,
     load_index,
 )
@@ -97,17 +97,7 @@ def index_for_lint(
         from modeltriage.loading import encoder_for
 
         encoder = encoder_for(intent_set)
-    # The same build as `modeltriage build`, out-of-scope floor included: without it an
-    # in-memory side of `diff` routed requests the saved side turns away.
-    loaded = build_in_memory(
-        rows,
-        encoder,
-        FaissIndex,
-        config.scoring,
-        config.index,
-        config.adapter,
-        config.out_of_scope,
-    )
+    loaded = build_from_config(rows, encoder, FaissIndex, config)
     return loaded, f"{reason}; built one in memory meanwhile"
 
 
