@@ -408,7 +408,7 @@ def test_learn_plans_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
     argv = ["learn", str(source), "--plans", "--flagship", "huge", "--out", out, "--floor", "inf"]
     assert main(argv, encoder=HashingEncoder()) == 1
     assert "floor" in capsys.readouterr().err
-    for z in ("-1", "nan"):
+    for z in ("-1", "nan", "1e308", "inf"):
         argv = ["learn", str(source), "--plans", "--flagship", "huge", "--out", out]
         assert main([*argv, "--margin-z", z], encoder=HashingEncoder()) == 1
         assert "--margin-z" in capsys.readouterr().err
