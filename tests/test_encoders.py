@@ -372,3 +372,63 @@ def test_serving_a_fresh_copy_uses_the_default_backend_without_torch(
     encoder, answer, heavy = out.stdout.strip().splitlines()
     assert "[onnx-int8 " in encoder
     assert answer == "200 store_hours" and heavy == "[]"
+
+
+def test_a_large_embedding_table_is_stored_as_int8_rows_and_looked_up_exactly() -> None:
+    """The vocabulary table is most of the int8 file (47 of 59 MB in MiniLM): it is
+    stored as int8 with a scale per row, and a lookup widens just the rows it reads."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modeltriage.core.onnx_quantise import quantise_tables
+
+    rng = np.random.default_rng(0)
+    table = (rng.standard_normal((300, 16)) * rng.uniform(0.01, 3, (300, 1))).astype(np.float32)
+    small = rng.standard_normal((4, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["rows"]),
+            helper.make_node("Gather", ["small", "kinds"], ["kind_rows"]),
+            helper.make_node("Add", ["rows", "kind_rows"], ["out"]),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "l"]),
+            helper.make_tensor_value_info("kinds", TensorProto.INT64, ["b", "l"]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", "l", 16])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(small, "small")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    quantise_tables(model, min_values=1000)
+    onnx.checker.check_model(model)
+    kinds = {init.name: init.data_type for init in model.graph.initializer}
+    assert "table" not in kinds and kinds["small"] == TensorProto.FLOAT  # 64 values: kept
+    assert TensorProto.INT8 in kinds.values()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.array([[0, 5, 299], [7, 7, 1]], dtype=np.int64)
+    kind_ids = np.array([[0, 1, 2], [3, 0, 1]], dtype=np.int64)
+    (found,) = session.run(None, {"ids": ids, "kinds": kind_ids})
+    expected = table[ids] + small[kind_ids]
+    # Rounding to one of 255 steps of the row's own range: half a step at most.
+    half_step = np.abs(table[ids]).max(axis=-1, keepdims=True) / 127 / 2
+    assert np.all(np.abs(found - expected) <= half_step + 1e-6)
+
+
+@pytest.mark.real
+def test_the_int8_export_keeps_no_float_table(onnx_cache: Path, weights_digest: str) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto
+
+    from modeltriage.core.onnx_quantise import TABLE_MIN_VALUES
+
+    path = onnx_files.export_dir(weights_digest, onnx_cache) / INT8_NAME
+    model = onnx.load(str(path))
+    large = [
+        init.name
+        for init in model.graph.initializer
+        if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= TABLE_MIN_VALUES
+    ]
+    assert large == []
+    assert path.stat().st_size < 30_000_000  # 59 MB with the float vocabulary table

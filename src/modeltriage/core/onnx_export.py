@@ -20,7 +20,7 @@ from modeltriage.errors import ConfigError, MissingDependencyError, ModelTriageE
 OUTPUT = "last_hidden_state"
 FP32_NAME = "model.onnx"
 # The name changes with the quantisation recipe, so a cache never serves an older one.
-INT8_NAME = "model-int8-smoothed.onnx"
+INT8_NAME = "model-int8-smoothed-tables.onnx"
 
 
 def export_fp32(model_dir: Path, target: Path) -> None:

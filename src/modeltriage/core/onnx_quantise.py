@@ -14,6 +14,11 @@ Two changes to every weight MatMul make the difference, both at export time:
   [CLS] and [SEP], whose rows are the largest, do not coarsen the one or two words of a
   short text. Both sides are uint8 (weights around 128): onnxruntime's u8u8 kernel is
   exact on AVX2, where the u8s8 one can saturate.
+
+The vocabulary's embedding table is most of the model's bytes (30,522 rows by 384 in
+MiniLM: 47 MB of a 59 MB file, and as much of a serving worker's memory). It is stored as
+int8 with one scale per row and widened after the lookup, so only the rows a text uses
+are ever float: that takes 35 MB off every worker, at no measurable cost in speed.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def quantise_int8(source: Path, target: Path, model_dir: Path) -> None:
     texts = calibration_texts()
     maxima = _input_maxima(model, matmuls, tokenizer, texts)
     _rewrite(model, matmuls, maxima)
+    quantise_tables(model)
     tmp = onnx_files.temp_path(target)
     try:
         onnx.save(model, str(tmp))
@@ -262,6 +268,63 @@ def _integer_matmul(
             "Mul", [f"{p}_centred", scale], list(matmul.node.output), name=matmul.node.name
         ),
     ]
+
+
+# A float table looked up by Gather is stored as int8 from this many values: the
+# vocabulary (11.7M in MiniLM), not the position or token-type tables (0.2M and 768), whose
+# few bytes are not worth a rounding.
+TABLE_MIN_VALUES = 1_000_000
+
+
+def quantise_tables(model: Any, min_values: int = TABLE_MIN_VALUES) -> None:
+    """Store each large embedding table as int8 codes, symmetric with one scale per row,
+    and replace its Gather by: gather the codes, widen to float, times the rows' scales
+    (gathered by the same ids). Everything after the lookup is unchanged."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    tables = {
+        init.name: init
+        for init in graph.initializer
+        if len(init.dims) == 2
+        and init.data_type == TensorProto.FLOAT
+        and init.dims[0] * init.dims[1] >= min_values
+    }
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    nodes: list[Any] = []
+    replaced: set[str] = set()
+    added: list[Any] = []
+    for node in graph.node:
+        table = node.input[0] if node.op_type == "Gather" and node.input else ""
+        # Only a table that this Gather alone reads, along rows: anything else keeps float.
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if table not in tables or users.get(table) != 1 or axis != 0:
+            nodes.append(node)
+            continue
+        values = numpy_helper.to_array(tables[table]).astype(np.float32)
+        scale = np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12) / 127.0
+        codes = np.clip(np.round(values / scale), -127, 127).astype(np.int8)
+        p = f"mt_table{len(replaced)}"
+        ids, out = node.input[1], node.output[0]
+        added += [
+            numpy_helper.from_array(codes, f"{p}_codes"),
+            numpy_helper.from_array(scale.astype(np.float32), f"{p}_scales"),
+        ]
+        nodes += [
+            helper.make_node("Gather", [f"{p}_codes", ids], [f"{p}_rows"], axis=0),
+            helper.make_node("Cast", [f"{p}_rows"], [f"{p}_float"], to=TensorProto.FLOAT),
+            helper.make_node("Gather", [f"{p}_scales", ids], [f"{p}_row_scales"], axis=0),
+            helper.make_node("Mul", [f"{p}_float", f"{p}_row_scales"], [out], name=node.name),
+        ]
+        replaced.add(table)
+    kept = [init for init in graph.initializer if init.name not in replaced]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
 
 
 def _min_cosine(fp32: Path, int8: Path, tokenizer: Any, texts: list[str]) -> float:
