@@ -242,6 +242,10 @@ def test_the_index_keeps_the_gaussians_and_routing_applies_them(tmp_path: Path) 
     assert router.route("python debug traceback").intent == "code"
     away = router.route("zebra quantum paperclip")
     assert away.reason == "no_match" and "out-of-scope score" in away.explanation
+    # What evaluation's top-1 baseline reuses: the score routing compared with the floor.
+    scores = router.out_of_scope_scores(["zebra quantum paperclip", "python debug traceback"])
+    assert scores is not None and manifest.oos_floor is not None
+    assert scores[0].value < manifest.oos_floor <= scores[1].value
     # Deterministic: the same rows and seed give the same floor and the same file.
     again = build_index(intents_dir, encoder)
     assert (again.oos_floor, again.oos_digest) == (manifest.oos_floor, manifest.oos_digest)
@@ -272,7 +276,8 @@ def test_too_few_held_out_exemplars_keep_the_floor_on_the_similarity(tmp_path: P
     manifest = build_index(intents_dir, HashingEncoder())
     assert manifest.oos_held_out == 16 and manifest.oos_score == S.SIMILARITY
     assert manifest.oos_floor is not None and manifest.oos_digest is None
-    Router.load(intents_dir, encoder=HashingEncoder(), log=False)  # current, not stale
+    router = Router.load(intents_dir, encoder=HashingEncoder(), log=False)  # not stale
+    assert router.out_of_scope_scores(["anything"]) is None
 
 
 @pytest.mark.real

@@ -400,8 +400,9 @@ class OutOfScopeSettings(Strict):
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="picks the held-out exemplars")
     # similarity+mahalanobis: the best mean overall accuracy at 0.03 over the same three
-    # train-only splits (89.9% against 89.0% for similarity), and more in-scope accuracy
-    # at the same out-of-scope recall on each; docs/benchmarks.md, "Mahalanobis".
+    # train-only splits (89.8% against 89.0% for similarity), and more in-scope accuracy
+    # at the same out-of-scope recall on each; docs/benchmarks.md, "The out-of-scope floor
+    # on top similarity + Mahalanobis distance".
     score: OutOfScopeScore = Field(
         default="similarity+mahalanobis",
         description="what the floor is put on: 'similarity', the top cosine similarity; "

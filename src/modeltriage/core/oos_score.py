@@ -7,21 +7,24 @@ intent (its exemplars' mean) with one covariance shared by all intents (Podolski
 al. 2021, "Revisiting Mahalanobis Distance for Transformer-Based Out-of-Domain
 Detection"). Relative (Ren et al. 2021): the distance to the nearest intent less the
 distance to one background Gaussian over all exemplars (their mean; the shared covariance
-plus the spread of the intent means), which discounts directions
-every request varies in, in scope or not.
+plus the spread of the intent means), which discounts directions every request varies
+in, in scope or not.
 
-Alone, neither Mahalanobis distance beat top similarity on CLINC150's train-only splits
-(the plain one lost by 0.01-0.08 AUROC); the relative one added to top similarity, each
-standardised by the held-out exemplars' mean and spread, beat it on all three
-(docs/benchmarks.md, "Mahalanobis"). That sum is the score here: higher is more in scope.
+On CLINC150's three train-only splits, the plain distance lost to top similarity (mean
+overall accuracy 86% against 89%) and the relative one alone about tied it; the
+relative one added to top similarity, each standardised by the held-out exemplars' mean
+and spread, beat it on all three by AUROC and by in-scope accuracy at the same
+out-of-scope recall (docs/benchmarks.md, "The out-of-scope floor on top similarity +
+Mahalanobis distance"). That sum is the score here: higher is more in scope.
 
 The shared covariance is shrunk toward a multiple of the identity by the Ledoit-Wolf
 rule, which needs no setting: 10 exemplars an intent leave ~1,350 residuals for 384
 dimensions, and the rule shrinks more the fewer there are (0.2 there, 0.03 on 100 an
-intent). Distances are on the raw encoder vectors (before the adapter): the adapter
-is trained to pull each intent together, which makes its space's spread describe the
-training exemplars rather than requests. Pure numpy; serving one request is one
-d x d product and one (intents x d) product.
+intent). Distances are on the raw encoder vectors (before the adapter), measured better
+than after it (mean overall accuracy 89.8% against 89.6%); perhaps because the adapter
+is trained to pull each intent's exemplars together, so their spread after it
+understates a request's.
+Pure numpy; serving one request is one d x d product and one (intents x d) product.
 """
 
 from __future__ import annotations
