@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Out-of-scope detection on CLINC150: the floor calibrated on held-out exemplars, against
 no floor and the shipped global floor, for plain nearest neighbour, the vote and the
-adapter, on all of train and on 10 exemplars per intent; val and test.
+adapter, on all of train and on 10 exemplars per intent; val and test. The floor on the
+top similarity ("calibrated <share>") and on the combined score of ``out_of_scope.score:
+similarity+mahalanobis`` ("sim+maha <share>", core.oos_score), same shares.
 
 Run from the repository root:
 
@@ -64,6 +66,11 @@ class Built:
     cpu_seconds: float  # CPU time of this process: on a loaded machine, nearer an idle wall time
     decay: float | None
     matrix: np.ndarray | None  # the adapter's, applied to queries
+    # out_of_scope.score similarity+mahalanobis: the held-out exemplars' combined scores
+    # (for every share's floor) and the Gaussians fitted on all exemplars, with the scale
+    # (None when they cannot be fitted)
+    combined: np.ndarray | None
+    gaussians: Any
 
 
 def build(encoder: Any, rows: Sequence[Any], adapter_on: bool) -> Built:
@@ -71,6 +78,7 @@ def build(encoder: Any, rows: Sequence[Any], adapter_on: bool) -> Built:
     from modeltriage.core.adapter import checked_fit, normalise_rows, train_adapter
     from modeltriage.core.config import AdapterSettings, OutOfScopeSettings
     from modeltriage.core.index import train_settings
+    from modeltriage.core.oos_score import combined, fit_gaussians, scale_of
     from modeltriage.core.out_of_scope import held_out_rows, top_similarities
 
     names = sorted({r.intent for r in rows})
@@ -91,21 +99,30 @@ def build(encoder: Any, rows: Sequence[Any], adapter_on: bool) -> Built:
         matrix = checked_fit(keys, kept.astype(np.int64), refit).matrix
         keys, queries = normalise_rows(keys @ matrix), normalise_rows(queries @ matrix)
     tops = top_similarities(keys, queries)
+    # The combined score's steps (calibrate_floor's): Gaussians of the kept raw vectors,
+    # the held-out exemplars' scale and scores; for serving, Gaussians of all of them.
+    kept_gaussians, final = fit_gaussians(raw[~held], labels[~held]), fit_gaussians(raw, labels)
+    values, gaussians = None, None
+    if kept_gaussians is not None and final is not None:
+        distances = kept_gaussians.distances(raw[held])
+        scale = scale_of(tops, distances)
+        if scale is not None:
+            values, gaussians = combined(tops, distances, scale), final.with_scale(scale)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     indexed = raw if adapter is None else adapter.apply(raw)
-    if adapter is None:
-        return Built(indexed, labels, tops, seconds, cpu, None, None)
-    return Built(indexed, labels, tops, seconds, cpu, adapter.weight_decay, adapter.matrix)
+    decay = None if adapter is None else adapter.weight_decay
+    matrix = None if adapter is None else adapter.matrix
+    return Built(indexed, labels, tops, seconds, cpu, decay, matrix, values, gaussians)
 
 
 def evaluate(
     encoder: Any, built: Built, names: list[str], adapter: Any, rows: Sequence[Any], top_k: int
 ) -> dict[str, Any]:
+    from modeltriage.core.oos_score import combined
     from modeltriage.core.out_of_scope import floor_at
 
-    queries = encoder.encode([r.text for r in rows])
-    if adapter is not None:
-        queries = adapter(queries)
+    raw = encoder.encode([r.text for r in rows])
+    queries = raw if adapter is None else adapter(raw)
     pred, top = predict(built.keys, built.labels, queries, top_k)
     labels = [names[p] for p in pred]
     gold = [r.intent for r in rows]
@@ -116,6 +133,16 @@ def evaluate(
         out[f"calibrated {share:g}"] = {
             "floor": floor,
             **scores(_floored(labels, top, floor), gold),
+        }
+    if built.gaussians is None or built.combined is None:
+        return out
+    # The combined score: the same top similarity, plus the raw vector's distance.
+    values = combined(top, built.gaussians.distances(raw), built.gaussians.scale)
+    for share in SHARES:
+        floor = floor_at(built.combined, share)
+        out[f"sim+maha {share:g}"] = {
+            "floor": floor,
+            **scores(_floored(labels, values, floor), gold),
         }
     return out
 

@@ -141,13 +141,19 @@ def test_the_policy_turns_away_what_is_under_the_floor(
         assert verdict.intent is None and verdict.cascaded and verdict.tier == "flagship"
 
 
-def test_build_records_the_floor_and_routing_applies_it(tmp_path: Path) -> None:
-    yaml = CALIBRATED.replace("min_similarity: 0.2", "min_similarity: null")
+@pytest.mark.parametrize("score", ["similarity", "similarity+mahalanobis"])
+def test_build_records_the_floor_and_routing_applies_it(tmp_path: Path, score: str) -> None:
+    yaml = CALIBRATED.replace("min_similarity: 0.2", "min_similarity: null").replace(
+        "reject_share: 0.1}", f"reject_share: 0.1, score: {score}}}"
+    )
     intents_dir = write_intents(tmp_path / "intents", TINY_INTENTS, yaml + TORCH_BACKEND)
     encoder = HashingEncoder()
     manifest = build_index(intents_dir, encoder)
-    assert manifest.out_of_scope == OutOfScopeSettings(reject_share=0.1).key
+    assert manifest.out_of_scope == OutOfScopeSettings(reject_share=0.1, score=score).key  # type: ignore[arg-type]
     assert manifest.oos_floor is not None and manifest.oos_held_out == len(TINY_INTENTS)
+    # 9 exemplars are too few for the Mahalanobis term (tests/test_oos_score.py): the
+    # floor stays on the similarity whichever score is asked for.
+    assert manifest.oos_score == "similarity"
     router = Router.load(intents_dir, encoder=encoder, log=False)
     decision = router.route("zebra quantum paperclip")
     assert decision.confidence < manifest.oos_floor

@@ -43,6 +43,7 @@ def test_all_is_the_public_api() -> None:
             "OverloadedError",
             "Neighbour",
             "OnnxEncoder",
+            "OosScore",
             "RouteOptions",
             "Router",
             "RouterConfig",

@@ -14,6 +14,7 @@ from modeltriage.core.failover import Failover
 from modeltriage.core.index import Manifest
 from modeltriage.core.intents import IntentSet, load_intents
 from modeltriage.core.onnx_encoder import OnnxEncoder
+from modeltriage.core.oos_score import OosScore
 from modeltriage.core.options import RouteOptions
 from modeltriage.core.query_cache import CacheStats
 from modeltriage.errors import (
@@ -74,6 +75,7 @@ __all__ = [
     "ModelTriageError",
     "Neighbour",
     "OnnxEncoder",
+    "OosScore",
     "OverloadedError",
     "RouteOptions",
     "Router",

@@ -30,6 +30,7 @@ from modeltriage.core.inputs import (
     check_text,
 )
 from modeltriage.core.intents import IntentSet, load_intents
+from modeltriage.core.oos_score import OosScore
 from modeltriage.core.options import NO_OPTIONS, Metadata, RouteOptions
 from modeltriage.core.policy import decide
 from modeltriage.core.query_cache import CacheStats, QueryCache
@@ -131,6 +132,16 @@ class Router:
     @property
     def encoder(self) -> Encoder:
         return self._encoder
+
+    def out_of_scope_scores(self, texts: Sequence[str]) -> list[OosScore] | None:
+        """Each text's combined out-of-scope score as routing computes it, or None when
+        the index's floor is on the top similarity: for offline baselines that re-decide
+        from a decision's neighbours (the score depends only on the text's vector and its
+        top similarity)."""
+        if self._index.gaussians is None:
+            return None
+        vectors = self._queries.encode([self.config.scoring.view(t) for t in texts])
+        return self._index.out_of_scope_scores(vectors, self._index.neighbours(vectors, 1))
 
     @property
     def query_cache(self) -> CacheStats:
@@ -247,6 +258,8 @@ class Router:
         vectors = self._queries.encode([config.scoring.view(t) for t in texts])
         all_neighbours = self._index.neighbours(vectors, config.scoring.top_k)
         oos_floor = self._index.manifest.oos_floor
+        scores = self._index.out_of_scope_scores(vectors, all_neighbours)
+        oos_scores: Sequence[OosScore | None] = [None] * len(texts) if scores is None else scores
         verdicts = [
             decide(
                 neighbours,
@@ -255,8 +268,11 @@ class Router:
                 estimate_tokens(text, config.cost.chars_per_token),
                 constraint,
                 oos_floor,
+                oos_score,
             )
-            for text, neighbours, constraint in zip(texts, all_neighbours, constraints, strict=True)
+            for text, neighbours, constraint, oos_score in zip(
+                texts, all_neighbours, constraints, oos_scores, strict=True
+            )
         ]
         latency_ms = (time.perf_counter() - started) * 1000 / len(texts)
         if self._index.adapter is not None and any(o.explain for o in options):

@@ -23,10 +23,12 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from modeltriage.core.config import AdapterSettings
 from modeltriage.core.decision import Neighbour
 from modeltriage.errors import AdapterError
 
@@ -319,3 +321,33 @@ def train_adapter(x: Matrix, intents: Sequence[str], settings: TrainSettings) ->
         cv_accuracy = by_decay[decay]
     fit = checked_fit(x, labels, replace(settings, weight_decay=decay))
     return Adapter(fit.matrix, decay, cv_accuracy, identity, fit.final_loss)
+
+
+def train_settings(settings: AdapterSettings, decay: float | None = None) -> TrainSettings:
+    """The adapter's training settings; ``decay``: that weight decay only, no
+    cross-validation."""
+    decays = settings.weight_decays if decay is None else (decay,)
+    return TrainSettings(
+        weight_decays=decays,
+        weight_decay=decays[0],
+        epochs=settings.epochs,
+        min_steps=settings.min_steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        folds=settings.folds,
+        seed=settings.seed,
+        cv_max_exemplars=settings.cv_max_exemplars,
+    )
+
+
+def adapter_manifest_fields(key: str, adapter: Adapter | None) -> dict[str, Any]:
+    """The manifest's adapter fields: the settings ``key`` and what training chose."""
+    if adapter is None:
+        return {"adapter": "off"}
+    return {
+        "adapter": key,
+        "adapter_digest": adapter.digest,
+        "adapter_weight_decay": adapter.weight_decay,
+        "adapter_cv_accuracy": adapter.cv_accuracy,
+        "adapter_cv_identity_accuracy": adapter.cv_identity_accuracy,
+    }

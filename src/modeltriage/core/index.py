@@ -6,6 +6,8 @@ Layout of an index directory::
     builds/<build>/index.faiss vectors (FAISS inner-product index over unit vectors)
     builds/<build>/rows.json   intent and text of each vector, in index order
     builds/<build>/adapter.npy the learned map of the embedding space (adapter on)
+    builds/<build>/oos_gaussians.npz  the out-of-scope score's Gaussians (score
+                               similarity+mahalanobis)
     builds/<build>/manifest.json
 
 A rebuild writes a new build directory and only then swaps ``CURRENT``, so a crash
@@ -23,13 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from modeltriage.core.adapter import Adapter, TrainSettings, normalise_rows, train_adapter
+from modeltriage.core.adapter import (
+    Adapter,
+    adapter_manifest_fields,
+    normalise_rows,
+    train_adapter,
+    train_settings,
+)
 from modeltriage.core.ann import IndexSettings, build_faiss, plan_for, recall_at_k
 from modeltriage.core.config import (
     AdapterSettings,
@@ -42,6 +49,16 @@ from modeltriage.core.decision import Neighbour
 from modeltriage.core.encoders import Encoder, Vectors
 from modeltriage.core.index_builds import stamp, write_build, write_json
 from modeltriage.core.intents import Intent
+from modeltriage.core.oos_score import (
+    COMBINED,
+    FILE_NAME,
+    SIMILARITY,
+    Gaussians,
+    OosScore,
+    read_build_gaussians,
+    request_scores,
+    write_gaussians,
+)
 from modeltriage.core.out_of_scope import calibrate_index_floor
 from modeltriage.core.vector_index import FaissIndex, NumpyIndex, VectorIndex
 from modeltriage.errors import IndexMissingError, StaleIndexError
@@ -100,6 +117,12 @@ class Manifest(BaseModel):
     oos_floor: float | None = None
     oos_held_out: int | None = None
     oos_median: float | None = None
+    # What the floor is on (oos_score.SIMILARITY or COMBINED: the latter when asked for
+    # and its Gaussians could be fitted), the digest of oos_gaussians.npz and the
+    # shrinkage of their shared covariance.
+    oos_score: str = SIMILARITY
+    oos_digest: str | None = None
+    oos_shrinkage: float | None = None
 
     @property
     def version(self) -> str:
@@ -115,6 +138,18 @@ class LoadedIndex:
     build: str | None = None
     """The build directory's name under ``builds/``, once saved or when loaded from disk."""
     adapter: Adapter | None = None
+    gaussians: Gaussians | None = None  # the combined out-of-scope score's, if on
+
+    def out_of_scope_scores(
+        self, queries: Vectors, neighbours: Sequence[Sequence[Neighbour]]
+    ) -> list[OosScore] | None:
+        """Each request's combined out-of-scope score from its raw vector (before the
+        adapter) and its neighbours' top similarity; None when the floor is on the
+        similarity alone."""
+        if self.gaussians is None:
+            return None
+        tops = [max((n.similarity for n in row), default=-1.0) for row in neighbours]
+        return request_scores(self.gaussians, queries, tops)
 
     def neighbours(self, queries: Vectors, k: int) -> list[list[Neighbour]]:
         """The ``k`` nearest exemplars of each query (through the adapter, when the
@@ -195,6 +230,7 @@ def build_in_memory(
     # The floor's own adapter reuses the weight decay cross-validation chose.
     refit = None if adapter is None else train_settings(adapting, adapter.weight_decay)
     calibration = calibrate_index_floor(vectors, intents, oos, refit)
+    gaussians = None if calibration is None else calibration.gaussians
     if adapter is not None:
         vectors = adapter.apply(vectors)
     plan = plan_for(len(rows), settings)
@@ -216,15 +252,20 @@ def build_in_memory(
         text_view=scoring.view_key,
         recall=recall,
         recall_k=None if recall is None else min(settings.recall_k, len(rows)),
-        **_adapter_fields(adapting, adapter),
+        **adapter_manifest_fields(adapting.key, adapter),
         # The settings' key even when nothing could be held out (no floor then): the
         # index matches its config, and is not rebuilt on every load.
         out_of_scope=oos.key,
         oos_floor=None if calibration is None else calibration.floor,
         oos_held_out=None if calibration is None else calibration.held_out,
         oos_median=None if calibration is None else calibration.median,
+        oos_score=SIMILARITY if gaussians is None else COMBINED,
+        oos_digest=None if gaussians is None else gaussians.digest,
+        oos_shrinkage=None if gaussians is None else gaussians.shrinkage,
     )
-    return LoadedIndex(index=index, rows=list(rows), manifest=manifest, adapter=adapter)
+    return LoadedIndex(
+        index=index, rows=list(rows), manifest=manifest, adapter=adapter, gaussians=gaussians
+    )
 
 
 def build_from_config(
@@ -247,35 +288,6 @@ def build_from_config(
     )
 
 
-def train_settings(settings: AdapterSettings, decay: float | None = None) -> TrainSettings:
-    """The adapter's training settings; ``decay``: that weight decay only, no
-    cross-validation."""
-    decays = settings.weight_decays if decay is None else (decay,)
-    return TrainSettings(
-        weight_decays=decays,
-        weight_decay=decays[0],
-        epochs=settings.epochs,
-        min_steps=settings.min_steps,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        folds=settings.folds,
-        seed=settings.seed,
-        cv_max_exemplars=settings.cv_max_exemplars,
-    )
-
-
-def _adapter_fields(settings: AdapterSettings, adapter: Adapter | None) -> dict[str, Any]:
-    if adapter is None:
-        return {"adapter": "off"}
-    return {
-        "adapter": settings.key,
-        "adapter_digest": adapter.digest,
-        "adapter_weight_decay": adapter.weight_decay,
-        "adapter_cv_accuracy": adapter.cv_accuracy,
-        "adapter_cv_identity_accuracy": adapter.cv_identity_accuracy,
-    }
-
-
 def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
     """Write a new build and atomically make it current (see :mod:`.index_builds`: a crash
     at any point leaves the last complete build loadable). Returns the build directory."""
@@ -285,6 +297,9 @@ def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
     if loaded.adapter is None and loaded.manifest.adapter != "off":
         raise ValueError("the manifest records an adapter, but the index has none")
     adapter = loaded.adapter
+    gaussians = loaded.gaussians
+    if (gaussians is None) != (loaded.manifest.oos_score != COMBINED):
+        raise ValueError("the manifest's out-of-scope score does not match the index's")
 
     def write_files(build: Path) -> None:
         index.save(build / "index.faiss")
@@ -295,6 +310,10 @@ def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
             with (build / "adapter.npy").open("wb") as fh:
                 np.save(fh, adapter.matrix)
                 fh.flush()
+                os.fsync(fh.fileno())
+        if gaussians is not None:
+            write_gaussians(build / FILE_NAME, gaussians)
+            with (build / FILE_NAME).open("rb") as fh:
                 os.fsync(fh.fileno())
 
     name = f"{stamp()}-{loaded.manifest.version}"
@@ -373,11 +392,19 @@ def _read_build(
         raise StaleIndexError(
             f"index in {build} has an adapter.npy that is not the one its manifest records; {hint}"
         )
+    gaussians = read_build_gaussians(
+        build, manifest.oos_score, manifest.oos_digest, manifest.dim, manifest.intents, hint
+    )
     index = FaissIndex.read(build / "index.faiss")
     if index.size != len(rows):
         raise StaleIndexError(f"index in {build} holds {index.size} vectors, expected {len(rows)}")
     return LoadedIndex(
-        index=index, rows=list(rows), manifest=manifest, build=build.name, adapter=adapter
+        index=index,
+        rows=list(rows),
+        manifest=manifest,
+        build=build.name,
+        adapter=adapter,
+        gaussians=gaussians,
     )
 
 

@@ -19,6 +19,11 @@ Why one floor and not one per intent: per-intent quantiles of 10 or so held-out
 similarities are noise; measured on CLINC150 they lost to the global floor at every share
 (docs/benchmarks.md, "Out-of-scope detection").
 
+With ``score: similarity+mahalanobis`` (the default) the floor is put on another score,
+:mod:`.oos_score`'s sum of the top similarity and a relative Mahalanobis distance, each
+standardised on the same held-out exemplars; the Gaussians of that distance are fitted
+on the rest for calibrating, and on all exemplars for serving.
+
 Pure numpy and deterministic in its inputs and the seed. The map is fitted by a callable
 the caller gives (the index passes the adapter's training), so this module needs no
 knowledge of how it is trained.
@@ -34,6 +39,14 @@ from numpy.typing import NDArray
 
 from modeltriage.core.adapter import Matrix, TrainSettings, checked_fit, normalise_rows
 from modeltriage.core.config import OutOfScopeSettings
+from modeltriage.core.oos_score import (
+    COMBINED,
+    SIMILARITY,
+    Gaussians,
+    combined,
+    fit_gaussians,
+    scale_of,
+)
 
 # A map fitted on (vectors, integer labels): returns the matrix, or None for raw cosines.
 FitMap = Callable[[Matrix, NDArray[np.int64]], Matrix | None]
@@ -48,7 +61,10 @@ class FloorCalibration:
     floor: float
     reject_share: float
     held_out: int  # exemplars held out and routed against the others
-    median: float  # their median top similarity, for a reader of the manifest
+    median: float  # their median score (top similarity, or the combined score)
+    score: str = SIMILARITY  # what the floor is on (oos_score.SIMILARITY or COMBINED)
+    # The combined score's Gaussians, fitted on all exemplars, with the held-out scale.
+    gaussians: Gaussians | None = None
 
 
 def held_out_rows(labels: NDArray[np.int64], share: float, seed: int) -> NDArray[np.bool_]:
@@ -91,21 +107,43 @@ def calibrate_floor(
     reject_share: float,
     hold_out: float,
     seed: int,
+    score: str = SIMILARITY,
 ) -> FloorCalibration | None:
     """Hold out ``hold_out`` of each intent's exemplars, fit the map on the rest (``fit``),
     and take the ``reject_share`` quantile of the held-out exemplars' top similarities
-    to the rest. None when nothing can be held out (every intent has one exemplar) or
-    the rest has fewer than 2 intents for ``fit`` to learn from."""
+    to the rest (with ``score`` COMBINED: of their combined scores, the Gaussians fitted
+    on the rest's raw vectors). None when nothing can be held out (every intent has one
+    exemplar) or the rest has fewer than 2 intents for ``fit`` to learn from. The
+    combined score falls back to the similarity when its Gaussians or its scale cannot
+    be estimated (no intent with 2 exemplars left, fewer than ``oos_score.MIN_HELD_OUT``
+    held out): the
+    calibration's ``score`` says which."""
     held = held_out_rows(labels, hold_out, seed)
     kept = ~held
     if not held.any() or np.unique(labels[kept]).size < 2:
         return None
     keys, queries = normalise_rows(vectors[kept]), normalise_rows(vectors[held])
+    raw_queries = queries
     _, remapped = np.unique(labels[kept], return_inverse=True)
     matrix = fit(keys, remapped.astype(np.int64))
+    gaussians = None if score != COMBINED else fit_gaussians(keys, labels[kept])
     if matrix is not None:
         keys, queries = normalise_rows(keys @ matrix), normalise_rows(queries @ matrix)
     tops = top_similarities(keys, queries)
+    final = None if gaussians is None else fit_gaussians(vectors, labels)
+    if gaussians is not None and final is not None:
+        distances = gaussians.distances(raw_queries)
+        scale = scale_of(tops, distances)
+        if scale is not None:
+            values = combined(tops, distances, scale)
+            return FloorCalibration(
+                floor=round(floor_at(values, reject_share), 6),
+                reject_share=reject_share,
+                held_out=int(held.sum()),
+                median=round(float(np.median(values)), 6),
+                score=COMBINED,
+                gaussians=final.with_scale(scale),
+            )
     return FloorCalibration(
         floor=round(floor_at(tops, reject_share), 6),
         reject_share=reject_share,
@@ -137,6 +175,7 @@ def calibrate_index_floor(
         reject_share=settings.reject_share,
         hold_out=settings.hold_out,
         seed=settings.seed,
+        score=settings.score,
     )
 
 

@@ -17,6 +17,7 @@ from modeltriage.core.constraints import NO_CONSTRAINTS, Constraints, apply_cons
 from modeltriage.core.costs import cheapest_in_tier, model_cost
 from modeltriage.core.decision import Neighbour, Verdict
 from modeltriage.core.intents import Intent
+from modeltriage.core.oos_score import OosScore, explain_score
 from modeltriage.core.out_of_scope import explain_floor
 from modeltriage.core.scoring import (
     IntentScore,
@@ -44,6 +45,9 @@ class _Request:
     constraints: Constraints
     confidence: float  # similarity of the nearest exemplar, -1.0 without neighbours
     oos_floor: float | None  # the index's calibrated out-of-scope floor, if any
+    # The request's combined out-of-scope score when the floor is on it (None: the
+    # floor is on the top similarity, ``confidence``).
+    oos_score: OosScore | None = None
 
     def cheapest(self, tier: str) -> ModelSpec:
         return cheapest_in_tier(self.config, tier, self.input_tokens, self.output_tokens)
@@ -78,12 +82,14 @@ def decide(
     input_tokens: int,
     constraints: Constraints = NO_CONSTRAINTS,
     oos_floor: float | None = None,
+    oos_score: OosScore | None = None,
 ) -> Verdict:
     """Turn the nearest exemplars into a verdict.
 
     Order of checks: a pipeline step (routes without the exemplars), no match (top
     similarity below min_similarity, or below ``oos_floor``, the out-of-scope floor the
-    index calibrated on held-out exemplars), then low margin (best intent barely ahead of the
+    index calibrated on held-out exemplars; compared with ``oos_score`` when the index puts
+    its floor on the combined score), then low margin (best intent barely ahead of the
     runner-up), then the intent's own route. Whatever is chosen then gives way to the
     first healthy model within budget (:func:`apply_constraints`).
     """
@@ -94,6 +100,7 @@ def decide(
         constraints,
         max((n.similarity for n in neighbours), default=-1.0),
         oos_floor,
+        oos_score,
     )
     if constraints.step is not None:
         return _route_step(request, constraints.step, intents)
@@ -187,8 +194,13 @@ def _no_match(request: _Request, neighbours: Sequence[Neighbour]) -> bool:
     return (
         not neighbours
         or (min_similarity is not None and request.confidence < min_similarity)
-        or (request.oos_floor is not None and request.confidence < request.oos_floor)
+        or (request.oos_floor is not None and _oos_value(request) < request.oos_floor)
     )
+
+
+def _oos_value(request: _Request) -> float:
+    """What the out-of-scope floor is compared with."""
+    return request.confidence if request.oos_score is None else request.oos_score.value
 
 
 def _no_match_reason(request: _Request, neighbours: Sequence[Neighbour]) -> str:
@@ -201,7 +213,10 @@ def _no_match_reason(request: _Request, neighbours: Sequence[Neighbour]) -> str:
     if min_similarity is not None and request.confidence < min_similarity:
         return f"top similarity {request.confidence:.3f} < min_similarity {min_similarity}"
     assert request.oos_floor is not None  # _no_match: one of the floors turned it away
-    return explain_floor(request.confidence, request.oos_floor, config.out_of_scope.reject_share)
+    share = config.out_of_scope.reject_share
+    if request.oos_score is not None:
+        return explain_score(request.oos_score, request.oos_floor, share)
+    return explain_floor(request.confidence, request.oos_floor, share)
 
 
 def _route_no_match(request: _Request, neighbours: Sequence[Neighbour]) -> Verdict:

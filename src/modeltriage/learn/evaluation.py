@@ -24,6 +24,7 @@ from modeltriage.core.decision import Decision, Verdict
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.inputs import check_text
 from modeltriage.core.intents import Intent, IntentSet
+from modeltriage.core.oos_score import OosScore
 from modeltriage.core.policy import decide
 from modeltriage.errors import EvaluationError, ModelTriageError
 from modeltriage.learn.datasets import LabelledText, intent_set_from_labelled
@@ -195,12 +196,17 @@ def _top1_verdicts(
     config: RouterConfig,
     intents: Mapping[str, Intent],
     oos_floor: float | None,
+    oos_scores: Sequence[OosScore] | None = None,
 ) -> list[Verdict]:
     """Plain nearest neighbour from the router's own neighbours: nothing re-embedded.
-    The index's calibrated out-of-scope floor applies as it does in the router."""
+    The index's calibrated out-of-scope floor applies as it does in the router (on
+    ``oos_scores``, the router's, when the floor is on the combined score)."""
+    scores: Sequence[OosScore | None] = (
+        [None] * len(decisions) if oos_scores is None else oos_scores
+    )
     return [
-        decide(d.neighbours[:1], config, intents, d.input_tokens, oos_floor=oos_floor)
-        for d in decisions
+        decide(d.neighbours[:1], config, intents, d.input_tokens, oos_floor=oos_floor, oos_score=s)
+        for d, s in zip(decisions, scores, strict=True)
     ]
 
 
@@ -229,7 +235,10 @@ def _route_and_score(
     decisions = route_all(router, [r.text for r in test], explain=True)
     intents = {i.name: i for i in intent_set.intents}
     top1_config = with_policy(config, top_k=1, aggregation="max")
-    baseline = _top1_verdicts(decisions, top1_config, intents, router.manifest.oos_floor)
+    oos_scores = router.out_of_scope_scores([r.text for r in test])
+    baseline = _top1_verdicts(
+        decisions, top1_config, intents, router.manifest.oos_floor, oos_scores
+    )
     return (
         _policy_result("router", decisions, config, test),
         _policy_result("top-1 nearest neighbour", baseline, top1_config, test),
