@@ -17,9 +17,9 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Texts per onnxruntime call when embedding many (a build, a micro-batch of requests). On
 # one thread a text costs the same at 8 as at 32 in a build (~380 texts/s), and a
 # micro-batch of up to 32 requests, sorted by length and split in 8s, pads less: 337
-# against 266 texts/s. Each onnxruntime call keeps its largest activations in its arena:
-# batches of up to 32 left a serving worker 45 MB larger, of up to 8, 13 MB
-# (docs/benchmarks.md, "Worker memory").
+# against 266 texts/s. onnxruntime's arena keeps the largest activations a call needed:
+# a serving worker on 15,000 exemplars at 32 clients held ~262 MB at 32 a call, 222 MB at
+# 8 (docs/benchmarks.md, "Worker memory within 250 MB").
 ENCODE_BATCH = 8
 
 
