@@ -9,6 +9,8 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/clinc_oos.py --test PATH [--sets all,ten,cv] [--json out.json]
         [--encoder FINETUNED_DIR] [--write-exemplars DIR]
+    .venv/bin/python benchmarks/clinc_oos.py --sets cv,cv-ten,cv-near \
+        --sweep 1,5,10,20,40:0.02,0.05,0.1
 
 Method. Every text is embedded once with the default backend (onnx fp32) through
 ``learn.embedding_cache`` (an .npz under the cache directory, never in the repository),
@@ -28,6 +30,14 @@ on first use), its vectors cached like the packaged model's; the policies read
 the build's. ``--write-exemplars DIR`` writes a set's exemplars (the ``ten`` set: 10 per
 intent, ``--seed``) for ``modeltriage finetune --exemplars``. Fine-tuning on all train:
 ``--exemplars`` train.intents.jsonl itself (its out-of-scope rows are skipped).
+
+``--sweep K,..:T,..``: instead of the policies above, the adapter + vote at every top_k
+K and vote temperature T of the grid (weights exp((s - best) / T)), each with no floor
+and with the default floor (router.yaml's ``out_of_scope`` defaults: the combined score
+at reject_share 0.03), and per setting the mean over the sets run. One build and one
+search (at the largest K) per set: the floor does not depend on the vote. Choose on
+``--sets cv,cv-ten,cv-near`` (train only); only then run the chosen and the current
+setting on ``--sets all,ten`` (val, and test with ``--test``).
 
 ``--test``: CLINC150's test split as ``*.intents.jsonl`` (4,500 in scope + 1,000 out of
 scope), converted from data_full.json of github.com/clinc/oos-eval (commit 828f809, the
@@ -178,6 +188,104 @@ def run_set(
     return out
 
 
+def parse_grid(spec: str) -> tuple[list[int], list[float]]:
+    """``--sweep``'s "K,K,..:T,T,..": top_k values and vote temperatures."""
+    ks, ts = spec.split(":")
+    return [int(k) for k in ks.split(",")], [float(t) for t in ts.split(",")]
+
+
+def vote(
+    sims: np.ndarray, ids: np.ndarray, key_labels: np.ndarray, top_k: int, temperature: float
+) -> np.ndarray:
+    """The predicted intent index per row: core.scoring's vote over the first ``top_k``
+    neighbours at ``temperature`` (ties to the lower index, as the library's to the name)."""
+    s, i = sims[:, :top_k], ids[:, :top_k]
+    weights = np.exp((s - s[:, :1]) / temperature)
+    votes = np.zeros((s.shape[0], int(key_labels.max()) + 1))
+    rows = np.repeat(np.arange(s.shape[0]), s.shape[1])
+    np.add.at(votes, (rows, key_labels[i].ravel()), weights.ravel())
+    return votes.argmax(axis=1)
+
+
+def sweep_set(
+    encoder: Any,
+    exemplars: Sequence[Any],
+    queries: dict[str, Sequence[Any]],
+    grid: tuple[list[int], list[float]],
+) -> dict[str, Any]:
+    """``--sweep``: the adapter + vote at each (top_k, temperature) of ``grid``, with no
+    floor ("none") and with the default one ("floor")."""
+    from modeltriage.core.adapter import normalise_rows
+    from modeltriage.core.config import OutOfScopeSettings
+    from modeltriage.core.oos_score import combined
+    from modeltriage.core.out_of_scope import floor_at
+    from modeltriage.core.vector_index import FaissIndex
+
+    names = sorted({r.intent for r in exemplars})
+    built = build(encoder, exemplars, adapter_on=True)
+    assert built.matrix is not None
+    share = OutOfScopeSettings().reject_share
+    index = FaissIndex.from_vectors(built.keys)
+    ks, ts = grid
+    out: dict[str, Any] = {"build_s": built.seconds, "weight_decay": built.decay}
+    for split, rows in queries.items():
+        raw = encoder.encode([r.text for r in rows])
+        sims, ids = index.search(normalise_rows(raw @ built.matrix), max(ks))
+        top = sims[:, 0].astype(np.float64)
+        if built.gaussians is None or built.combined is None:
+            values, floor = top, floor_at(built.tops, share)
+        else:
+            values = combined(top, built.gaussians.distances(raw), built.gaussians.scale)
+            floor = floor_at(built.combined, share)
+        gold = [r.intent for r in rows]
+        results: dict[str, Any] = {}
+        for k in ks:
+            # With one neighbour the temperature changes nothing: one row.
+            for t in ts[:1] if k == 1 else ts:
+                labels = [names[p] for p in vote(sims, ids, built.labels, k, t)]
+                results[f"{k}:{t:g}"] = {
+                    "none": scores(labels, gold),
+                    "floor": scores(_floored(labels, values, floor), gold),
+                }
+        out[split] = results
+    return out
+
+
+def print_sweep(report: dict[str, Any]) -> None:
+    """One row per setting: each set's split with the default floor (in-scope, overall,
+    OOS recall) and without (in-scope), then the means over the sets."""
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}"
+
+    columns = [
+        (name, split)
+        for name, result in report.items()
+        for split in result
+        if split not in ("build_s", "weight_decay")
+    ]
+    settings = list(report[columns[0][0]][columns[0][1]])
+    rows = []
+    for setting in settings:
+        k, t = setting.split(":")
+        row: list[Any] = [k, "-" if k == "1" else t]
+        cells = [report[name][split][setting] for name, split in columns]
+        for cell in cells:
+            f, n = cell["floor"], cell["none"]
+            row.append(f"{pct(f['in_scope'])} / {pct(f['overall'])} / {pct(f['oos_recall'])}")
+            row.append(pct(n["in_scope"]))
+        row.append(pct(float(np.mean([c["floor"]["in_scope"] for c in cells]))))
+        row.append(pct(float(np.mean([c["floor"]["overall"] for c in cells]))))
+        row.append(pct(float(np.mean([c["none"]["in_scope"] for c in cells]))))
+        rows.append(row)
+    headers = ["top_k", "T"]
+    for name, split in columns:
+        headers += [f"{name} ({split}): in / overall / OOS, floor", "in, no floor"]
+    headers += ["mean in, floor", "mean overall, floor", "mean in, no floor"]
+    print(render_table(headers, rows))
+    sys.stdout.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -202,6 +310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         metavar="DIR",
         help="write each set's exemplars to DIR/<set>.intents.jsonl (to fine-tune on) and stop",
+    )
+    parser.add_argument(
+        "--sweep",
+        metavar="K,..:T,..",
+        help="the adapter + vote at each top_k and vote temperature of the grid, with the "
+        "default floor and without (e.g. 1,5,10,20,40:0.02,0.05,0.1)",
     )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
@@ -250,6 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report: dict[str, Any] = {"machine": machine_info(), "data": CLINC_CITATION, "sets": {}}
     report["encoder"] = {"model_id": encoder.model_id, **finetuned}
+    if args.sweep is not None:
+        grid = parse_grid(args.sweep)
+        for name in chosen:
+            print(f"{name}: {len(sets[name][0])} exemplars", file=sys.stderr, flush=True)
+            report["sets"][name] = sweep_set(encoder, *sets[name], grid)
+            write_json(args.json, report)
+        print_sweep(report["sets"])
+        return 0
     for name in chosen:
         exemplars, queries = sets[name]
         print(f"{name}: {len(exemplars)} exemplars", file=sys.stderr, flush=True)
