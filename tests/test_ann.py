@@ -23,7 +23,8 @@ from .conftest import ROUTER_YAML, TINY_INTENTS, write_intents
     ("size", "settings", "description"),
     [
         (1, {}, "faiss.IndexFlatIP"),
-        (50_000, {}, "faiss.IndexFlatIP"),
+        (10_000, {}, "faiss.IndexFlatIP"),
+        (15_000, {}, "faiss.IndexIVFFlat(nlist=122, nprobe=16)"),
         (50_001, {}, "faiss.IndexIVFFlat(nlist=223, nprobe=22)"),
         (100_000, {}, "faiss.IndexIVFFlat(nlist=316, nprobe=31)"),
         (1_000_000, {}, "faiss.IndexIVFFlat(nlist=1000, nprobe=100)"),

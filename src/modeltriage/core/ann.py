@@ -1,7 +1,7 @@
 """Which FAISS index serves an exemplar set of a given size, and how good an approximate one is.
 
-Up to ``flat_max`` vectors an exact ``IndexFlatIP`` is searched in well under a
-millisecond, so ``type: auto`` keeps it; above that it switches to IVF, whose cell
+Up to ``flat_max`` vectors an exact ``IndexFlatIP`` costs little, so ``type: auto``
+keeps it; above that it switches to IVF, whose cell
 count and probe grow with the size. IVF rather than HNSW by default because it builds an
 order of magnitude faster on a small machine and its recall is set by one knob
 (``nprobe``); HNSW is there for those who want the lowest search time and can afford
@@ -36,7 +36,12 @@ class IndexSettings(BaseModel):
     type: IndexType = Field(
         default="auto", description="auto: flat up to flat_max vectors, IVF above"
     )
-    flat_max: int = Field(default=50_000, ge=1, description="largest set auto keeps exact")
+    # 10,000: a flat search reads every vector, and between two requests the encoder
+    # pushes them out of the CPU cache, so on 15,000 CLINC150 exemplars it was 2 ms of a
+    # 7 ms route(); IVF made it 4.5 ms with the same decision on every CLINC150 test
+    # request. At 5,100 exemplars the two were within noise (docs/benchmarks.md, "IVF
+    # above 10,000 exemplars").
+    flat_max: int = Field(default=10_000, ge=1, description="largest set auto keeps exact")
     hnsw_m: int | None = Field(default=None, ge=4, le=128, description="HNSW links per node")
     ef_construction: int | None = Field(default=None, ge=8, le=4096)
     ef_search: int | None = Field(default=None, ge=1, le=4096)
