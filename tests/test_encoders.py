@@ -432,3 +432,33 @@ def test_the_int8_export_keeps_no_float_table(onnx_cache: Path, weights_digest: 
     ]
     assert large == []
     assert path.stat().st_size < 30_000_000  # 59 MB with the float vocabulary table
+
+
+@pytest.mark.real
+def test_a_bulk_embeds_on_every_core_with_the_same_vectors(
+    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build's bulk of texts gets a session with a thread per core, let go after the
+    call; the vectors are the one-thread session's, bit for bit."""
+    from modeltriage.core import onnx_encoder
+
+    texts = [f"{FIDELITY_TEXTS[i % len(FIDELITY_TEXTS)]} {i}" for i in range(40)]
+    one = OnnxEncoder("onnx-int8", threads=1).encode(texts)
+    sessions: list[int] = []
+    real_session = onnx_encoder._session
+
+    def counting(path: Path, threads: int) -> object:
+        sessions.append(threads)
+        return real_session(path, threads)
+
+    monkeypatch.setattr(onnx_encoder, "_session", counting)
+    monkeypatch.setattr(onnx_encoder, "BULK_TEXTS", 30)
+    monkeypatch.setattr(onnx_encoder, "available_cores", lambda: 2)
+    default = OnnxEncoder("onnx-int8")
+    bulk = default.encode(texts)
+    assert sessions == [1, 2]  # the serving session, then the bulk one for this call
+    assert np.array_equal(bulk, one)
+    default.encode(texts[:20])  # under the bulk size: the serving session only
+    assert sessions == [1, 2]
+    OnnxEncoder("onnx-int8", threads=1).encode(texts)  # threads set: never a bulk session
+    assert sessions == [1, 2, 1]

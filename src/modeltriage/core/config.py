@@ -265,7 +265,8 @@ class EncoderSettings(Strict):
         default=None,
         ge=1,
         le=256,
-        description="onnxruntime intra-op threads of the onnx backends; null: the measured default",
+        description="onnxruntime intra-op threads of the onnx backends; null: one for "
+        "requests, and one per available core for a build's bulk embedding",
     )
 
     path: str | None = Field(
