@@ -46,13 +46,17 @@ def build_index(intents_dir: Path | str = "intents", encoder: Encoder | None = N
     """Embed every exemplar under ``intents_dir`` and save the index beside the intents."""
     intent_set = load_intents(intents_dir)
     encoder = encoder_for(intent_set, export=True) if encoder is None else encoder
-    # Exemplars embedded by the last build come from the vector cache beside the index.
+    return _build_and_save(intent_set, encoder).manifest
+
+
+def _build_and_save(intent_set: IntentSet, encoder: Encoder) -> LoadedIndex:
+    """Build ``intent_set``'s index from router.yaml's settings and save it beside the
+    intents; exemplars embedded by the last build come from the vector cache there."""
     cached = CachedExemplarEncoder(encoder, intent_set.index_path)
     loaded = build_from_config(
         exemplar_rows(intent_set.intents), cached, FaissIndex, intent_set.config
     )
-    save_index(loaded, intent_set.index_path)
-    return loaded.manifest
+    return replace(loaded, build=save_index(loaded, intent_set.index_path).name)
 
 
 def open_logger(intent_set: IntentSet, log: bool | str | LogStore = True) -> DecisionLogger | None:
@@ -100,6 +104,4 @@ def index_for(intent_set: IntentSet, encoder: Encoder, *, build_if_needed: bool)
     except IndexStateError:
         if not build_if_needed:
             raise
-    cached = CachedExemplarEncoder(encoder, intent_set.index_path)
-    index = build_from_config(rows, cached, FaissIndex, intent_set.config)
-    return replace(index, build=save_index(index, intent_set.index_path).name)
+    return _build_and_save(intent_set, encoder)

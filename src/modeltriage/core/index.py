@@ -313,8 +313,6 @@ def save_index(loaded: LoadedIndex, index_dir: Path) -> Path:
                 os.fsync(fh.fileno())
         if gaussians is not None:
             write_gaussians(build / FILE_NAME, gaussians)
-            with (build / FILE_NAME).open("rb") as fh:
-                os.fsync(fh.fileno())
 
     name = f"{stamp()}-{loaded.manifest.version}"
     return write_build(index_dir, name, write_files, loaded.manifest.model_dump())

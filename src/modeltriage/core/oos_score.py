@@ -30,8 +30,9 @@ Pure numpy; serving one request is one d x d product and one (intents x d) produ
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +95,7 @@ class Gaussians:
         return result
 
     def with_scale(self, scale: Scale) -> Gaussians:
-        return Gaussians(
-            self.quadratic,
-            self.class_linear,
-            self.class_constant,
-            self.background_linear,
-            self.background_constant,
-            self.shrinkage,
-            scale,
-        )
+        return replace(self, scale=scale)
 
     @property
     def digest(self) -> str:
@@ -120,11 +113,12 @@ def _unit(vectors: NDArray[np.floating]) -> Array:
     return unit
 
 
-def ledoit_wolf_shrinkage(residuals: Array) -> float:
+def ledoit_wolf_shrinkage(residuals: Array, gram: Array | None = None) -> float:
     """The Ledoit-Wolf (2004) weight of the scaled identity in the shrunk covariance of
-    ``residuals`` (rows, already centred): in [0, 1], more with fewer rows per dimension."""
+    ``residuals`` (rows, already centred): in [0, 1], more with fewer rows per dimension.
+    ``gram``: ``residuals.T @ residuals`` when the caller has it already."""
     n, d = residuals.shape
-    sample = residuals.T @ residuals / n
+    sample = (residuals.T @ residuals if gram is None else gram) / n
     mu = float(np.trace(sample)) / d
     spread = float(((sample - mu * np.eye(d)) ** 2).sum())
     if spread <= 0.0:
@@ -138,11 +132,12 @@ def _shrunk_covariance(residuals: Array, dof: int) -> tuple[Array, float] | None
     """The shrunk covariance of ``residuals`` (``dof`` degrees of freedom) and the
     shrinkage; None when the residuals do not vary at all."""
     d = residuals.shape[1]
-    sample = residuals.T @ residuals / dof
+    gram = residuals.T @ residuals
+    sample = gram / dof
     mu = float(np.trace(sample)) / d
     if not mu > 1e-12:
         return None
-    shrinkage = ledoit_wolf_shrinkage(residuals)
+    shrinkage = ledoit_wolf_shrinkage(residuals, gram)
     return (1.0 - shrinkage) * sample + shrinkage * mu * np.eye(d), shrinkage
 
 
@@ -251,9 +246,12 @@ def _arrays(g: Gaussians) -> dict[str, NDArray[np.float64]]:
 
 
 def write_gaussians(path: Path, gaussians: Gaussians) -> None:
+    """Save ``gaussians`` at ``path``, on disk before this returns (as the adapter is)."""
     arrays: dict[str, Any] = dict(_arrays(gaussians))
     with path.open("wb") as fh:
         np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def read_gaussians(path: Path, dim: int, intents: int) -> Gaussians:

@@ -130,11 +130,12 @@ def calibrate_floor(
     if matrix is not None:
         keys, queries = normalise_rows(keys @ matrix), normalise_rows(queries @ matrix)
     tops = top_similarities(keys, queries)
-    final = None if gaussians is None else fit_gaussians(vectors, labels)
-    if gaussians is not None and final is not None:
+    if gaussians is not None:
         distances = gaussians.distances(raw_queries)
         scale = scale_of(tops, distances)
-        if scale is not None:
+        # The serving Gaussians, on all exemplars: fitted only once the scale is known.
+        final = None if scale is None else fit_gaussians(vectors, labels)
+        if scale is not None and final is not None:
             values = combined(tops, distances, scale)
             return FloorCalibration(
                 floor=round(floor_at(values, reject_share), 6),
