@@ -317,6 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the adapter + vote at each top_k and vote temperature of the grid, with the "
         "default floor and without (e.g. 1,5,10,20,40:0.02,0.05,0.1)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("onnx", "onnx-int8", "static"),
+        default="onnx",
+        help="the encoder backend: onnx (fp32, the vectors every other figure uses), "
+        "onnx-int8 (the default backend of a router) or static (the token table distilled "
+        "from the same weights)",
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     chosen = args.sets.split(",")
@@ -352,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in chosen:
             write_exemplars(args.write_exemplars / f"{name}.intents.jsonl", sets[name][0])
         return 0
-    encoder, finetuned = _encoder(args.encoder, args.threads)
+    encoder, finetuned = _encoder(args.encoder, args.threads, args.backend)
     # Only the texts the chosen sets need: a fine-tuned model's vectors are not cached yet.
     encoder.embed(
         [
@@ -388,17 +396,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _encoder(model_dir: Path | None, threads: int | None) -> tuple[Any, dict[str, Any]]:
-    """The default backend (onnx fp32) running the packaged model or, as ``encoder.path``
-    does, a fine-tuned one (exported to ONNX on first use); vectors cached on disk. With
-    a fine-tuned model, also its ``finetune.json``."""
+def _encoder(
+    model_dir: Path | None, threads: int | None, backend: str = "onnx"
+) -> tuple[Any, dict[str, Any]]:
+    """The backend (onnx fp32 unless asked) running the packaged model or, as
+    ``encoder.path`` does, a fine-tuned one (exported on first use); onnx vectors cached
+    on disk (the static backend's cost less to compute than to read). With a fine-tuned
+    model, also its ``finetune.json``."""
     from modeltriage.core.onnx_encoder import OnnxEncoder
+    from modeltriage.core.static_encoder import StaticEncoder
     from modeltriage.learn.embedding_cache import CachingEncoder, disk_store
     from modeltriage.learn.finetune import read_info
 
-    onnx = OnnxEncoder("onnx", model_dir, threads=threads, export=model_dir is not None)
     info = None if model_dir is None else read_info(model_dir)
     finetuned = {} if info is None else {"path": str(model_dir), **asdict(info)}
+    if backend == "static":
+        return CachingEncoder(StaticEncoder(model_dir, export=True)), finetuned
+    onnx = OnnxEncoder(
+        "onnx-int8" if backend == "onnx-int8" else "onnx",
+        model_dir,
+        threads=threads,
+        export=model_dir is not None or backend == "onnx-int8",
+    )
     return CachingEncoder(onnx, store=disk_store(onnx.model_id)), finetuned
 
 

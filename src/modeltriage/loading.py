@@ -37,6 +37,10 @@ def encoder_for(intent_set: IntentSet, export: bool = False) -> Encoder:
     model_path = None if settings.path is None else base / settings.path
     if settings.backend == "torch":
         return SentenceTransformerEncoder(model_path=model_path)
+    if settings.backend == "static":
+        from modeltriage.core.static_encoder import StaticEncoder
+
+        return StaticEncoder(model_path, export=export)
     from modeltriage.core.onnx_encoder import OnnxEncoder
 
     return OnnxEncoder(settings.backend, model_path, threads=settings.threads, export=export)

@@ -246,7 +246,7 @@ class LogSettings(Strict):
     )
 
 
-EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
+EncoderBackend = Literal["torch", "onnx", "onnx-int8", "static"]
 
 
 class EncoderSettings(Strict):
@@ -258,14 +258,16 @@ class EncoderSettings(Strict):
     backend: EncoderBackend = Field(
         default="onnx-int8",
         description="onnx-int8 (MiniLM exported to ONNX and quantised to int8, run by "
-        "onnxruntime without torch), onnx (the same in fp32) or torch "
-        "(sentence-transformers, the reference)",
+        "onnxruntime without torch), onnx (the same in fp32), torch "
+        "(sentence-transformers, the reference) or static (MiniLM distilled into one "
+        "vector per token: far faster, less accurate; docs/benchmarks.md)",
     )
     threads: int | None = Field(
         default=None,
         ge=1,
         le=256,
-        description="onnxruntime intra-op threads of the onnx backends; null: one for "
+        description="onnxruntime intra-op threads of the onnx backends (static runs none); "
+        "null: one for "
         "requests, and one per available core for a build's bulk embedding",
     )
 

@@ -87,7 +87,14 @@ def backend_of(model_id: str) -> tuple[str, str]:
 
 def fine_tuned_model_id(model_dir: Path) -> str:
     """The encoder id of a fine-tuned model directory, as the index manifest records it."""
-    return f"{SentenceTransformerEncoder.BASE_ID}+ft:{model_digest(model_dir)[:12]}"
+    return weights_id(model_dir, model_digest(model_dir))
+
+
+def weights_id(model_path: Path | str | None, digest: str) -> str:
+    """The weights' part of an encoder id: the packaged model's name, or that name and
+    the first 12 digits of a fine-tuned directory's ``digest``."""
+    base = SentenceTransformerEncoder.BASE_ID
+    return base if model_path is None else f"{base}+ft:{digest[:12]}"
 
 
 class SentenceTransformerEncoder:

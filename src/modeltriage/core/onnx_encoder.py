@@ -14,10 +14,10 @@ import numpy as np
 
 from modeltriage.core import onnx_files
 from modeltriage.core.encoders import (
-    SentenceTransformerEncoder,
     Vectors,
     model_digest,
     packaged_model_dir,
+    weights_id,
 )
 from modeltriage.core.onnx_export import FP32_NAME, INT8_NAME, export_in_child
 from modeltriage.core.onnx_tokenizer import ENCODE_BATCH, embed, load_tokenizer
@@ -44,7 +44,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _check_mean_pooling(model_dir: Path) -> None:
+def check_mean_pooling(model_dir: Path) -> None:
     """The ONNX backends pool by mean only; another pooling would silently change vectors."""
     path = model_dir / "1_Pooling" / "config.json"
     try:
@@ -87,19 +87,15 @@ class OnnxEncoder:
         model_dir = packaged_model_dir() if model_path is None else Path(model_path)
         if not model_dir.is_dir():
             raise ConfigError("fine-tuned model directory not found", model_dir)
-        _check_mean_pooling(model_dir)
+        check_mean_pooling(model_dir)
         weights = model_digest(model_dir)
         name = INT8_NAME if backend == "onnx-int8" else FP32_NAME
         path = onnx_files.export_dir(weights) / name
         if export and onnx_files.problem(path) is not None:
             folder = onnx_files.writable_export_dir(weights)
-            path = export_in_child(model_dir, folder, int8=backend == "onnx-int8")
+            path = export_in_child(model_dir, folder, "int8" if backend == "onnx-int8" else "fp32")
         file_hash = onnx_files.checked_sha256(path)
-        base = (
-            SentenceTransformerEncoder.BASE_ID
-            if model_path is None
-            else f"{SentenceTransformerEncoder.BASE_ID}+ft:{weights[:12]}"
-        )
+        base = weights_id(model_path, weights)
         # The file's hash is in the id, so an index built by another export is refused.
         self._model_id = f"{base} [{backend} {file_hash[:12]}]"
         self._path = path

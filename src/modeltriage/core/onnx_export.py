@@ -1,6 +1,7 @@
 """Exporting a sentence-transformers model to ONNX (fp32, then int8, see
-``onnx_quantise``): the only step of
-the ONNX backends that needs torch, run once per set of weights at build time."""
+``onnx_quantise``, or the ``static`` backend's token table, see ``static_table``): the
+only step of the ONNX and static backends that needs torch, run once per set of weights
+at build time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from modeltriage.core import onnx_files
 from modeltriage.core.onnx_quantise import quantise_int8
@@ -21,6 +22,9 @@ OUTPUT = "last_hidden_state"
 FP32_NAME = "model.onnx"
 # The name changes with the quantisation recipe, so a cache never serves an older one.
 INT8_NAME = "model-int8-smoothed-tables.onnx"
+STATIC_NAME = "static-logid-mean.npy"
+# What an export produces: the fp32 model, its int8 copy, or the static token table.
+ExportKind = Literal["fp32", "int8", "static"]
 
 
 def export_fp32(model_dir: Path, target: Path) -> None:
@@ -71,28 +75,36 @@ def export_fp32(model_dir: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def ensure_export(model_dir: Path, folder: Path, int8: bool) -> Path:
-    """The exported file in ``folder`` for ``model_dir``, exporting what is missing or
-    damaged. Returns the file the encoder runs."""
+def ensure_export(model_dir: Path, folder: Path, kind: ExportKind) -> Path:
+    """The exported file of ``kind`` in ``folder`` for ``model_dir``, exporting what is
+    missing or damaged. Returns the file the encoder runs."""
     fp32 = folder / FP32_NAME
     if onnx_files.problem(fp32) is not None:
         export_fp32(model_dir, fp32)
-    if not int8:
+    if kind == "fp32":
         return fp32
+    if kind == "static":
+        from modeltriage.core.static_table import distil_table
+
+        table = folder / STATIC_NAME
+        if onnx_files.problem(table) is not None:
+            cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+            distil_table(fp32, model_dir, table, threads=len(cores or ()) or os.cpu_count() or 1)
+        return table
     quantised = folder / INT8_NAME
     if onnx_files.problem(quantised) is not None:
         quantise_int8(fp32, quantised, model_dir)
     return quantised
 
 
-def export_in_child(model_dir: Path, folder: Path, int8: bool) -> Path:
+def export_in_child(model_dir: Path, folder: Path, kind: ExportKind) -> Path:
     """:func:`ensure_export` in a child process: exporting loads torch, and a process that
     goes on to serve (``modeltriage serve`` building its index) must not keep torch and
     its threads in memory. Errors come back as the ones :func:`ensure_export` raises."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    argv = [sys.executable, "-m", __name__, str(model_dir), str(folder), "1" if int8 else "0"]
+    argv = [sys.executable, "-m", __name__, str(model_dir), str(folder), kind]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if done.returncode == 0:
         return Path(done.stdout.strip().splitlines()[-1])
@@ -107,9 +119,12 @@ def export_in_child(model_dir: Path, folder: Path, int8: bool) -> Path:
 
 
 def _child(argv: list[str]) -> int:
-    model_dir, folder, int8 = Path(argv[0]), Path(argv[1]), argv[2] == "1"
+    model_dir, folder, kind = Path(argv[0]), Path(argv[1]), argv[2]
+    if kind not in ("fp32", "int8", "static"):
+        print(json.dumps({"error": f"unknown export kind {kind!r}"}))
+        return 4
     try:
-        print(ensure_export(model_dir, folder, int8))
+        print(ensure_export(model_dir, folder, kind))  # type: ignore[arg-type]
     except MissingDependencyError as exc:
         print(json.dumps({"missing": [exc.package, exc.extra]}))
         return 3

@@ -44,18 +44,23 @@ def max_seq_length(model_dir: Path) -> int:
     return value
 
 
-def load_tokenizer(model_dir: Path) -> Any:
-    """``model_dir``'s tokenizer, truncating where sentence-transformers does and padding
-    to the longest text of a batch."""
+def read_tokenizer(model_dir: Path) -> Any:
+    """``model_dir``'s ``tokenizer.json`` as saved, or a ConfigError naming it."""
     try:
         from tokenizers import Tokenizer
     except ImportError:
         raise MissingDependencyError("tokenizers", "onnx") from None
     path = model_dir / "tokenizer.json"
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for an unreadable file
         raise ConfigError(f"cannot read the tokenizer: {exc}", path) from None
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """``model_dir``'s tokenizer, truncating where sentence-transformers does and padding
+    to the longest text of a batch."""
+    tokenizer = read_tokenizer(model_dir)
     # tokenizer.json pads every text to a fixed 128; pad to the batch's longest instead.
     padding = tokenizer.padding or {}
     tokenizer.no_padding()
