@@ -200,3 +200,33 @@ def test_healthz_shows_batching_and_the_query_cache(fake_router: Router, serve: 
     assert health["query_cache"]["hits"] == 2 and health["query_cache"]["misses"] == 1
     assert health["query_cache"]["hit_rate"] == pytest.approx(2 / 3, abs=1e-3)
     assert health["batching"]["routed"] == 3 and health["batching"]["queued"] == 0
+
+
+def test_search_threads_are_set_per_thread_and_configured() -> None:
+    import faiss
+
+    from modeltriage.core.config import ServingSettings
+    from modeltriage.core.vector_index import limit_search_threads
+
+    assert ServingSettings().search_threads == 1
+    assert ServingSettings(search_threads=None).search_threads is None
+    for bad in (0, -1, 10**6):
+        with pytest.raises(ValueError):
+            ServingSettings(search_threads=bad)
+    seen: dict[str, int] = {}
+
+    def limited() -> None:
+        limit_search_threads(1)
+        seen["limited"] = faiss.omp_get_max_threads()
+
+    def other() -> None:
+        seen["other"] = faiss.omp_get_max_threads()
+
+    before = faiss.omp_get_max_threads()
+    for target in (limited, other):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    # OpenMP keeps the setting per thread: the service sets it where the batch searches.
+    assert seen["limited"] == 1
+    assert seen["other"] == before == faiss.omp_get_max_threads()

@@ -307,6 +307,17 @@ class ServingSettings(Strict):
         le=10_000_000,
         description="recent request texts whose vectors are kept (LRU); 0 turns it off",
     )
+    # FAISS splits a micro-batch's search over OpenMP threads, one per core by default;
+    # in the service those threads spin between batches against the event loop and the
+    # encoder. One thread served 30-50% more requests a second at 32 clients on the
+    # 2-core machine (docs/benchmarks.md, "FAISS's threads in the service").
+    search_threads: int | None = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="OpenMP threads of a micro-batch's FAISS search in the service; null: "
+        "FAISS's default (one per core)",
+    )
 
 
 # Weight decays the build's cross-validation chooses from when adapter.weight_decay is

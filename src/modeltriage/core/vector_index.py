@@ -35,6 +35,12 @@ def _faiss() -> Any:
     return faiss
 
 
+def limit_search_threads(threads: int) -> None:
+    """FAISS's OpenMP threads for searches made by the calling thread (OpenMP keeps the
+    setting per thread, so the thread that searches must call this)."""
+    _faiss().omp_set_num_threads(threads)
+
+
 class FaissIndex:
     """A FAISS inner-product index: exact (``IndexFlatIP``) or approximate, as
     :func:`modeltriage.core.ann.plan_for` chose by size."""

@@ -25,6 +25,7 @@ from modeltriage import __version__
 from modeltriage.core.decision import Decision
 from modeltriage.core.encoders import Encoder
 from modeltriage.core.options import RouteOptions
+from modeltriage.core.vector_index import limit_search_threads
 from modeltriage.errors import InputError, MissingDependencyError
 from modeltriage.reloader import ServingRouter
 from modeltriage.router import Router
@@ -74,6 +75,9 @@ async def batching(app: FastAPI) -> AsyncIterator[None]:
     def route_many(requests: Sequence[tuple[str, RouteOptions]]) -> list[Decision | InputError]:
         # Read at every batch: after a reload, the next batch goes to the new router.
         now: Router = app.state.router
+        if serving.search_threads is not None:
+            # Per thread, and the batches run on a pool's threads: set it where it searches.
+            limit_search_threads(serving.search_threads)
         return now.route_many(requests)
 
     # The batch settings are the first router's: a changed `serving:` applies at restart.
