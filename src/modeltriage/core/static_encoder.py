@@ -42,8 +42,7 @@ class StaticEncoder:
         path = onnx_files.export_dir(weights) / STATIC_NAME
         if export and onnx_files.problem(path) is not None:
             path = export_in_child(model_dir, onnx_files.writable_export_dir(weights), "static")
-        file_hash = onnx_files.checked_sha256(path)
-        self._table = load_table(path)
+        self._table, file_hash = load_table(path)
         self._tokenizer = _tokenizer(model_dir)
         if self._tokenizer.get_vocab_size() != self._table.shape[0]:
             raise ConfigError(

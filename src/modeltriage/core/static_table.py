@@ -69,12 +69,13 @@ def distil_table(fp32: Path, model_dir: Path, target: Path, threads: int) -> Non
         tmp.unlink(missing_ok=True)
 
 
-def load_table(path: Path) -> np.ndarray[Any, np.dtype[np.float16]]:
-    """The sealed table at ``path``, memory-mapped; a one-line ConfigError naming the file
-    and the command that rebuilds it when it is missing, damaged or not a table."""
+def load_table(path: Path) -> tuple[np.ndarray[Any, np.dtype[np.float16]], str]:
+    """The sealed table at ``path``, memory-mapped, and its SHA-256; a one-line
+    ConfigError naming the file and the command that rebuilds it when it is missing,
+    damaged or not a table."""
     from modeltriage.errors import ConfigError
 
-    onnx_files.checked_sha256(path)
+    digest = onnx_files.checked_sha256(path)
     try:
         table: np.ndarray[Any, np.dtype[np.float16]] = np.load(
             path, mmap_mode="r", allow_pickle=False
@@ -89,4 +90,4 @@ def load_table(path: Path) -> np.ndarray[Any, np.dtype[np.float16]]:
             f"not (tokens, dim) float16; {onnx_files.REBUILD}",
             path,
         )
-    return table
+    return table, digest
