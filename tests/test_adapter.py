@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,6 +92,20 @@ def test_training_lowers_the_loss_deterministically_from_the_seed() -> None:
     assert first.digest == again.digest != other_seed.digest
     fit = A.fit_matrix(x, y, train_settings(AdapterSettings(weight_decay=0.001)))
     assert fit.final_loss < fit.initial_loss
+
+
+def test_cross_validation_on_several_cores_chooses_as_on_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x, y = _blobs(intents=6, per=20)
+    settings = dataclasses.replace(_settings(folds=3), weight_decays=(0.1, 0.001, 0.0001))
+    by_cores = {}
+    for cores in (1, 4):
+        monkeypatch.setattr(A, "available_cores", lambda cores=cores: cores)
+        by_cores[cores] = A.cross_validate(x, y, settings)
+        adapter = A.train_adapter(x, list(map(str, y)), settings)
+        by_cores[cores] += (adapter.digest,)
+    assert by_cores[1] == by_cores[4]
 
 
 def test_folds_are_stratified_and_seeded() -> None:

@@ -5,7 +5,6 @@ same truncation, mean pooling over the attention mask, then L2 normalisation."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modeltriage.core import onnx_files
+from modeltriage.core.cpu import available_cores
 from modeltriage.core.encoders import (
     Vectors,
     model_digest,
@@ -34,14 +34,6 @@ DEFAULT_THREADS = 1
 # 2-core machine, the same with the other core busy, the same vectors bit for bit
 # (docs/benchmarks.md, "A build embeds on every core").
 BULK_TEXTS = 1024
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity, where the OS reports it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def check_mean_pooling(model_dir: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modeltriage.core import onnx_files
+from modeltriage.core.cpu import available_cores
 from modeltriage.core.onnx_quantise import quantise_int8
 from modeltriage.core.onnx_tokenizer import INPUTS
 from modeltriage.errors import ConfigError, MissingDependencyError, ModelTriageError
@@ -88,8 +89,7 @@ def ensure_export(model_dir: Path, folder: Path, kind: ExportKind) -> Path:
 
         table = folder / STATIC_NAME
         if onnx_files.problem(table) is not None:
-            cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-            distil_table(fp32, model_dir, table, threads=len(cores or ()) or os.cpu_count() or 1)
+            distil_table(fp32, model_dir, table, threads=available_cores())
         return table
     quantised = folder / INT8_NAME
     if onnx_files.problem(quantised) is not None:
