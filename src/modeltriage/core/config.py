@@ -267,8 +267,7 @@ class EncoderSettings(Strict):
         ge=1,
         le=256,
         description="onnxruntime intra-op threads of the onnx backends (static runs none); "
-        "null: one for "
-        "requests, and one per available core for a build's bulk embedding",
+        "null: one for requests, and one per available core for a build's bulk embedding",
     )
 
     path: str | None = Field(

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from modeltriage.core import onnx_files
 from modeltriage.core.cpu import available_cores
@@ -120,11 +120,11 @@ def export_in_child(model_dir: Path, folder: Path, kind: ExportKind) -> Path:
 
 def _child(argv: list[str]) -> int:
     model_dir, folder, kind = Path(argv[0]), Path(argv[1]), argv[2]
-    if kind not in ("fp32", "int8", "static"):
+    if kind not in get_args(ExportKind):
         print(json.dumps({"error": f"unknown export kind {kind!r}"}))
         return 4
     try:
-        print(ensure_export(model_dir, folder, kind))  # type: ignore[arg-type]
+        print(ensure_export(model_dir, folder, cast(ExportKind, kind)))
     except MissingDependencyError as exc:
         print(json.dumps({"missing": [exc.package, exc.extra]}))
         return 3

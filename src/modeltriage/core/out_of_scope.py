@@ -116,8 +116,7 @@ def calibrate_floor(
     exemplar) or the rest has fewer than 2 intents for ``fit`` to learn from. The
     combined score falls back to the similarity when its Gaussians or its scale cannot
     be estimated (no intent with 2 exemplars left, fewer than ``oos_score.MIN_HELD_OUT``
-    held out): the
-    calibration's ``score`` says which."""
+    held out): the calibration's ``score`` says which."""
     held = held_out_rows(labels, hold_out, seed)
     kept = ~held
     if not held.any() or np.unique(labels[kept]).size < 2:

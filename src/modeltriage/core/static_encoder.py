@@ -70,15 +70,13 @@ class StaticEncoder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, encoding in enumerate(self._encode_tokens(texts)):
+        # No [CLS] / [SEP]: they are not words of the text, and would add the same row to
+        # every vector.
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        for row, encoding in enumerate(encodings):
             if encoding.ids:
                 out[row] = self._table[encoding.ids].sum(axis=0, dtype=np.float32)
         return normalise(out)  # an empty text stays the zero vector
-
-    def _encode_tokens(self, texts: Sequence[str]) -> Any:
-        # No [CLS] / [SEP]: they are not words of the text, and would add the same row to
-        # every vector.
-        return self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
 
 
 def _tokenizer(model_dir: Path) -> Any:

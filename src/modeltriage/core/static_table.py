@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from modeltriage.core import onnx_files
+from modeltriage.core.onnx_tokenizer import read_tokenizer
+from modeltriage.errors import ConfigError, MissingDependencyError
 
 _DISTIL_BATCH = 512  # tokens per onnxruntime call: three positions each, so cheap
 
@@ -26,14 +28,11 @@ _DISTIL_BATCH = 512  # tokens per onnxruntime call: three positions each, so che
 def distil_table(fp32: Path, model_dir: Path, target: Path, threads: int) -> None:
     """Write the weighted token table of the transformer ``fp32`` (an exported ONNX file)
     and ``model_dir``'s tokenizer to ``target``, sealed like an export."""
-    from modeltriage.errors import MissingDependencyError
-
     try:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
-    except ImportError as exc:
-        raise MissingDependencyError(exc.name or "onnxruntime", "onnx") from None
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "onnx") from None
+    tokenizer = read_tokenizer(model_dir)
     tokenizer.no_padding()
     specials = tokenizer.encode("").ids  # [CLS], [SEP] for BERT: what wraps every text
     if len(specials) != 2:
@@ -73,8 +72,6 @@ def load_table(path: Path) -> tuple[np.ndarray[Any, np.dtype[np.float16]], str]:
     """The sealed table at ``path``, memory-mapped, and its SHA-256; a one-line
     ConfigError naming the file and the command that rebuilds it when it is missing,
     damaged or not a table."""
-    from modeltriage.errors import ConfigError
-
     digest = onnx_files.checked_sha256(path)
     try:
         table: np.ndarray[Any, np.dtype[np.float16]] = np.load(
